@@ -1,0 +1,3 @@
+"""payo-cli: the example project of pypi_repo."""
+
+__version__ = "1.0.0"

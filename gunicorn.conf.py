@@ -1,0 +1,37 @@
+"""Gunicorn settings for pypi_repo. Every value comes from pypi_repo's Settings, so it can
+be set in the TOML config file or as PYPI_REPO_* environment variables (see README).
+
+Worker model, chosen by measurement with ../shared/bench (see README, "Performance"):
+gthread workers (threads absorb slow clients and big downloads served by sendfile),
+as many workers as cores, no preload (each worker builds its own caches lazily).
+"""
+import multiprocessing
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from pypi_repo.config import load_settings  # noqa: E402
+from pypi_repo.logs import ACCESS_LOG_FORMAT, logging_config  # noqa: E402
+
+_settings = load_settings()
+
+bind = [f"{_settings.host}:{_settings.port}"]
+workers = _settings.workers or max(2, multiprocessing.cpu_count())
+worker_class = _settings.worker_class
+threads = _settings.threads
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
+preload_app = False
+forwarded_allow_ips = _settings.forwarded_allow_ips
+proxy_allow_ips = _settings.forwarded_allow_ips
+access_log_format = ACCESS_LOG_FORMAT
+logconfig_dict = logging_config(_settings)
+capture_output = False
+proc_name = "pypi_repo"
+if _settings.certfile:
+    certfile = _settings.certfile
+    keyfile = _settings.keyfile or None

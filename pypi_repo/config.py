@@ -1,0 +1,167 @@
+"""Settings: one frozen object, read once at start-up.
+
+Precedence, lowest first: built-in defaults < TOML config file < ``PYPI_REPO_*``
+environment variables < explicit overrides (command-line flags). Every field of
+:class:`Settings` is settable in all three places under the same name: the field
+``packages_dir`` is ``packages_dir`` in the TOML file, ``PYPI_REPO_PACKAGES_DIR`` in the
+environment and ``--packages-dir`` on the command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "ENV_PREFIX"]
+
+ENV_PREFIX = "PYPI_REPO_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told. Paths are absolute once loaded."""
+
+    # --- server ---
+    host: str = "0.0.0.0"
+    port: int = 8385
+    packages_dir: Path = Path("packages")
+    data_dir: Path = Path("data")
+    logs_dir: Path = Path("logs")
+    config: Path | None = None
+    # --- gunicorn (gunicorn.conf.py reads these) ---
+    workers: int = 0  # 0: sized from the CPU count
+    threads: int = 4
+    worker_class: str = "gthread"
+    timeout: int = 60
+    graceful_timeout: int = 30
+    keepalive: int = 5
+    max_requests: int = 20000
+    max_requests_jitter: int = 2000
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    certfile: str = ""
+    keyfile: str = ""
+    # --- logging ---
+    log_level: str = "INFO"
+    log_format: str = "text"  # "text" or "json" (one object per line)
+    log_max_bytes: int = 20 * 1024 * 1024
+    log_backups: int = 5
+    # --- index and caching ---
+    page_cache_mb: int = 48  # rendered Simple API pages kept in memory, per worker
+    page_max_age: int = 0  # seconds a client may reuse a page without revalidating
+    file_max_age: int = 86400  # seconds a client may reuse a file without revalidating
+    # --- health ---
+    min_free_disk_mb: int = 100
+    # --- publishing ---
+    max_upload_mb: int = 1024
+    allow_overwrite: bool = False
+    private: bool = False  # reads need credentials too
+    auth_rate_limit: int = 10  # failed logins per client address per minute
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    # --- ui ---
+    public_url: str = ""  # how clients reach this index, shown in snippets; empty: from request
+    secret_key: str = ""  # session signing key; empty: generated and kept under data_dir
+    # --- observability ---
+    count_downloads: bool = True
+    metrics: bool = True
+    metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
+    metrics_allow: str = ""  # comma-separated client addresses allowed to read /metrics
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "pypi_repo.sqlite3"
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+_PATH_FIELDS = {"packages_dir", "data_dir", "logs_dir", "config"}
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Turn a string (env) or TOML value into the field's type, with a clear error."""
+    if value is None:
+        return None
+    kind = str(kind)
+    try:
+        if name in _PATH_FIELDS:
+            return Path(os.path.expanduser(str(value)))
+        if "bool" in kind:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if "int" in kind:
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {exc}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    # Accept both a flat file and one with a [pypi_repo] table.
+    return dict(data.get("pypi_repo", data))
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Build :class:`Settings` from defaults, config file, environment and overrides.
+
+    Relative paths are resolved against ``base_dir`` (the current directory by default),
+    so the service started from a checkout keeps its state inside it.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    known = {f.name: f.type for f in fields(Settings)}
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+
+    from_env = {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in known
+        if ENV_PREFIX + name.upper() in environ
+    }
+    config_path = overrides.get("config") or from_env.get("config")
+    from_file: dict[str, Any] = {}
+    if config_path:
+        from_file = _read_config_file(Path(os.path.expanduser(str(config_path))))
+        bad = set(from_file) - set(known)
+        if bad:
+            raise ConfigError(f"config file {config_path}: unknown setting(s): {', '.join(sorted(bad))}")
+
+    merged: dict[str, Any] = {}
+    for layer in (from_file, from_env, overrides):
+        for name, value in layer.items():
+            merged[name] = _coerce(name, value, known[name])
+
+    base = Path(base_dir) if base_dir else Path.cwd()
+    for name in _PATH_FIELDS:
+        value = merged.get(name, getattr(Settings, name, None))
+        if value is not None:
+            merged[name] = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+    settings = Settings(**merged)
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError("setting log_format: must be 'text' or 'json'")
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"setting port: {settings.port} is not a TCP port")
+    return settings

@@ -1,0 +1,257 @@
+"""The index: the Simple API model built from the package tree, cached at two levels.
+
+1. On disk, under ``<data_dir>/index/``: per project, each file's sha256 and what its core
+   metadata says, keyed by the file's (size, mtime, inode). A file is hashed once in its
+   life, not once per process or per request. Deleting this directory loses nothing: it is
+   rebuilt on the next request. PEP 658 ``.metadata`` files live beside it.
+2. In memory, per worker: the rendered page bytes (HTML and JSON) with their ETag, in a
+   byte-bounded LRU, valid while the project's directory fingerprint is unchanged
+   (:meth:`PackageStore.project_signature`: a scandir and a stat per file).
+
+So a request never rescans the tree or re-hashes a file, and a file dropped into the tree
+by hand is on the very next page any worker serves.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import NormalizedName
+
+from .errors import FileNotFound, InvalidDistribution
+from .metadata import CoreMetadata, read_core_metadata
+from .model import File, ProjectDetail, ProjectList, format_upload_time
+from .simple_api import render_project_detail, render_project_list
+from .storage import FileEntry, PackageStore, atomic_write_bytes, sha256_file
+
+__all__ = ["ProjectIndex", "Page", "FileRecord"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Page:
+    """A rendered page, ready to send."""
+
+    body: bytes
+    etag: str
+    content_type: str
+    signature: Any = None
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the index knows of one file beyond a stat: derived, cached on disk."""
+
+    stat: tuple[int, int, int]
+    sha256: str
+    requires_python: str | None
+    metadata_sha256: str | None
+    summary: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "stat": list(self.stat),
+            "sha256": self.sha256,
+            "requires_python": self.requires_python,
+            "metadata_sha256": self.metadata_sha256,
+            "summary": self.summary,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "FileRecord":
+        return cls(
+            stat=tuple(data["stat"]),
+            sha256=data["sha256"],
+            requires_python=data.get("requires_python"),
+            metadata_sha256=data.get("metadata_sha256"),
+            summary=data.get("summary"),
+        )
+
+
+class _ByteLRU:
+    """A thread-safe LRU bounded by the total size of its values' bodies."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item[0]
+
+    def put(self, key: Any, value: Any, size: int) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            if size > self.max_bytes:
+                return
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and self._items:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def make_etag(body: bytes) -> str:
+    """Strong ETag from the bytes: equal on every worker and across restarts."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+class ProjectIndex:
+    """Builds and caches the Simple API pages of a :class:`PackageStore`."""
+
+    def __init__(self, store: PackageStore, data_dir: Path, page_cache_bytes: int = 48 << 20) -> None:
+        self.store = store
+        self.cache_dir = Path(data_dir) / "index"
+        self.metadata_dir = Path(data_dir) / "metadata"
+        self._pages = _ByteLRU(page_cache_bytes)
+        self._root: dict[tuple[str, str], Page] = {}
+        self._root_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ pages
+    def project_page(self, project: NormalizedName, content_type: str, prefix: str = "") -> Page:
+        """The rendered project page; raises :class:`ProjectNotFound`."""
+        signature = self.store.project_signature(project)
+        key = (project, content_type, prefix)
+        page = self._pages.get(key)
+        if page is not None and page.signature == signature:
+            return page
+        detail = self.project_detail(project)
+        body = render_project_detail(detail, content_type, prefix)
+        page = Page(body, make_etag(body), content_type, signature)
+        self._pages.put(key, page, len(body) + 200)
+        return page
+
+    def project_list_page(self, content_type: str, prefix: str = "") -> Page:
+        """The rendered root page, re-rendered only when the set of projects changes."""
+        listing = self.store.projects()  # re-read when the root's mtime moved
+        key = (content_type, prefix)
+        page = self._root.get(key)
+        if page is not None and page.signature is listing:
+            return page
+        with self._root_lock:
+            body = render_project_list(ProjectList(tuple(listing)), content_type, prefix)
+            page = Page(body, make_etag(body), content_type, listing)
+            self._root[key] = page
+        return page
+
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": self._pages.hits, "misses": self._pages.misses, "pages": len(self._pages)}
+
+    # ------------------------------------------------------------------ model
+    def project_detail(self, project: NormalizedName) -> ProjectDetail:
+        entries = self.store.scan_project(project)
+        records = self.file_records(project, entries)
+        files = tuple(self._file(project, e, records[e.filename]) for e in entries)
+        versions = sorted({e.dist.version for e in entries})
+        return ProjectDetail(name=project, files=files, versions=tuple(str(v) for v in versions))
+
+    def _file(self, project: str, entry: FileEntry, record: FileRecord) -> File:
+        return File(
+            filename=entry.filename,
+            path=f"{project}/{entry.filename}",
+            sha256=record.sha256,
+            size=entry.size,
+            upload_time=format_upload_time(entry.mtime_ns),
+            version=str(entry.dist.version),
+            kind=entry.dist.kind,
+            requires_python=record.requires_python,
+            core_metadata_sha256=record.metadata_sha256,
+            yanked=entry.yanked,
+        )
+
+    def file_records(self, project: NormalizedName, entries: list[FileEntry]) -> dict[str, FileRecord]:
+        """Records for ``entries``, from the disk cache where the stat still matches."""
+        cache_path = self.cache_dir / f"{project}.json"
+        cached = self._load_records(cache_path)
+        records: dict[str, FileRecord] = {}
+        changed = False
+        for entry in entries:
+            record = cached.get(entry.filename)
+            if record is None or record.stat != entry.stat_key:
+                record = self._derive_record(project, entry)
+                changed = True
+            records[entry.filename] = record
+        if changed or set(cached) != set(records):
+            doc = {"format": CACHE_FORMAT, "files": {k: v.to_json() for k, v in records.items()}}
+            try:
+                atomic_write_bytes(cache_path, json.dumps(doc, sort_keys=True).encode())
+            except OSError as exc:  # a read-only data dir must not break reads
+                log.warning("cannot write index cache %s: %s", cache_path, exc)
+        return records
+
+    @staticmethod
+    def _load_records(path: Path) -> dict[str, FileRecord]:
+        try:
+            doc = json.loads(path.read_bytes())
+            if doc.get("format") != CACHE_FORMAT:
+                return {}
+            return {name: FileRecord.from_json(data) for name, data in doc["files"].items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def _derive_record(self, project: str, entry: FileEntry) -> FileRecord:
+        sha256 = sha256_file(entry.path)
+        meta: CoreMetadata | None = None
+        metadata_sha256 = None
+        try:
+            meta = read_core_metadata(entry.path, entry.dist)
+        except InvalidDistribution as exc:
+            log.warning("%s: no usable core metadata: %s", entry.path, exc)
+        if meta is not None and entry.dist.is_wheel:
+            metadata_sha256 = hashlib.sha256(meta.raw).hexdigest()
+            try:
+                atomic_write_bytes(self.metadata_path(project, entry.filename), meta.raw)
+            except OSError as exc:
+                log.warning("cannot write metadata for %s: %s", entry.path, exc)
+                metadata_sha256 = None
+        log.debug("indexed %s", entry.path)
+        return FileRecord(
+            stat=entry.stat_key,
+            sha256=sha256,
+            requires_python=meta.requires_python if meta else None,
+            metadata_sha256=metadata_sha256,
+            summary=meta.summary if meta else None,
+        )
+
+    # --------------------------------------------------------------- metadata
+    def metadata_path(self, project: str, filename: str) -> Path:
+        return self.metadata_dir / project / f"{filename}.metadata"
+
+    def core_metadata(self, project: NormalizedName, filename: str) -> Path:
+        """Path of the PEP 658 metadata file of a wheel, rebuilt if it went missing."""
+        entries = self.store.scan_project(project)
+        entry = next((e for e in entries if e.filename == filename and e.dist.is_wheel), None)
+        if entry is None:
+            raise FileNotFound(f"no wheel {filename!r} in project {project!r}")
+        record = self.file_records(project, entries)[filename]
+        if record.metadata_sha256 is None:
+            raise FileNotFound(f"no core metadata for {filename!r}")
+        path = self.metadata_path(project, filename)
+        if not path.is_file():
+            self._derive_record(project, entry)
+        return path

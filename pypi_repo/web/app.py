@@ -1,0 +1,59 @@
+"""Builds the Flask application: settings -> services -> blueprints -> error table."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from flask import Flask, current_app
+
+from ..config import Settings, load_settings
+from ..health import HealthChecker
+from ..index import ProjectIndex
+from ..logs import configure_logging
+from ..storage import PackageStore
+
+__all__ = ["Services", "build_app", "services"]
+
+
+@dataclass
+class Services:
+    """What the views use; one instance per process, kept in ``app.extensions``."""
+
+    settings: Settings
+    store: PackageStore
+    index: ProjectIndex
+    health: HealthChecker
+    started_at: float = field(default_factory=time.time)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def services() -> Services:
+    return current_app.extensions["pypi_repo"]
+
+
+def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings(overrides)
+    for directory in (settings.packages_dir, settings.data_dir, settings.logs_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    configure_logging(settings)
+
+    app = Flask("pypi_repo")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024 + 1024 * 1024
+    app.json.sort_keys = False
+    store = PackageStore(settings.packages_dir)
+    app.extensions["pypi_repo"] = Services(
+        settings=settings,
+        store=store,
+        index=ProjectIndex(store, settings.data_dir, settings.page_cache_mb * 1024 * 1024),
+        health=HealthChecker(settings, store),
+    )
+
+    from . import errors, files, ops, simple, ui
+
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(files.bp)
+    app.register_blueprint(ui.bp)
+    app.register_blueprint(simple.bp)  # last: its /<project>/ alias is the catch-all
+    errors.register(app)
+    return app

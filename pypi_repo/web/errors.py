@@ -1,0 +1,84 @@
+"""The one table from domain exceptions to HTTP status codes, and the error bodies.
+
+JSON clients (PEP 691 or plain JSON in Accept, or an ``/api/`` path) get a JSON body;
+everyone else gets the HTML error page. No request may end in a 5xx for bad input.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from .. import errors as e
+from ..simple_api import JSON_V1, NotAcceptable
+
+log = logging.getLogger("pypi_repo.web")
+
+STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
+    (e.NotFound, 404),
+    (e.InvalidName, 404),
+    (e.UnsafePath, 400),
+    (e.InvalidFilename, 400),
+    (e.InvalidDistribution, 400),
+    (e.FileExists, 409),
+    (e.Conflict, 409),
+    (e.UploadTooLarge, 413),
+    (e.AuthenticationFailed, 401),
+    (e.PermissionDenied, 403),
+    (e.RateLimited, 429),
+    (e.StorageFull, 507),
+    (NotAcceptable, 406),
+)
+
+
+def status_for(exc: Exception) -> int:
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json", JSON_V1])
+    return best in ("application/json", JSON_V1)
+
+
+def error_response(status: int, message: str, title: str | None = None) -> Response:
+    if wants_json():
+        resp = jsonify({"status": status, "error": message})
+    else:
+        resp = Response(
+            render_template("error.html", status=status, title=title or message, message=message),
+            content_type="text/html; charset=utf-8",
+        )
+    resp.status_code = status
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Basic realm="pypi_repo"'
+    return resp
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(e.PypiRepoError)
+    @app.errorhandler(NotAcceptable)
+    def domain_error(exc: Exception) -> Response:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc)
+        return error_response(status, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        if exc.code and 300 <= exc.code < 400:
+            return exc.get_response()
+        resp = error_response(exc.code or 500, exc.description or exc.name, exc.name)
+        if exc.code == 405:
+            resp.headers["Allow"] = ", ".join(getattr(exc, "valid_methods", None) or [])
+        return resp
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal server error")

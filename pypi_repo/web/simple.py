@@ -1,0 +1,73 @@
+"""The Simple Repository API: ``/simple/``, ``/simple/<project>/`` and the ``/<project>/`` alias.
+
+The alias lets the seed's ``--extra-index-url http://host:8385/`` work: pip then asks for
+``http://host:8385/<project>/``, which serves the same page.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, redirect, request, url_for
+
+from ..distfiles import canonical_project_name
+from ..errors import InvalidName, ProjectNotFound
+from ..index import Page
+from ..simple_api import choose_content_type
+from .app import services
+
+bp = Blueprint("simple", __name__)
+
+
+def negotiated_type() -> str:
+    """The response type for this request (raises NotAcceptable -> 406)."""
+    return choose_content_type(request.headers.get("Accept"), request.args.get("format"))
+
+
+def page_response(page: Page) -> Response:
+    """A cached page as a response: ETag, 304 on revalidation, ``Vary: Accept``."""
+    resp = Response(page.body, content_type=page.content_type)
+    resp.headers["ETag"] = page.etag
+    resp.headers["Vary"] = "Accept"
+    resp.headers["Cache-Control"] = f"max-age={services().settings.page_max_age}, must-revalidate"
+    return resp.make_conditional(request)
+
+
+@bp.get("/simple/")
+def project_list() -> Response:
+    page = services().index.project_list_page(negotiated_type(), request.script_root)
+    return page_response(page)
+
+
+def _project(name: str, endpoint: str) -> Response:
+    try:
+        canonical = canonical_project_name(name)
+    except InvalidName:
+        raise ProjectNotFound(f"no project named {name[:100]!r}") from None
+    if canonical != name:
+        target = url_for(endpoint, name=canonical)
+        if request.query_string:
+            target += "?" + request.query_string.decode("latin-1")
+        return redirect(target, 301)
+    content_type = negotiated_type()
+    page = services().index.project_page(canonical, content_type, request.script_root)
+    return page_response(page)
+
+
+@bp.get("/simple/<name>/")
+def project_detail(name: str) -> Response:
+    return _project(name, "simple.project_detail")
+
+
+@bp.get("/<name>/")
+def project_detail_alias(name: str) -> Response:
+    return _project(name, "simple.project_detail_alias")
+
+
+@bp.get("/<name>")
+def project_alias_without_slash(name: str) -> Response:
+    """``/payo-cli`` -> ``/payo-cli/``, but only for projects that exist (not a blanket 30x)."""
+    try:
+        canonical = canonical_project_name(name)
+    except InvalidName:
+        abort(404)
+    if canonical not in services().store.projects():
+        abort(404)
+    return redirect(url_for("simple.project_detail_alias", name=canonical), 301)
