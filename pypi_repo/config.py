@@ -71,6 +71,27 @@ class Settings:
     metrics: bool = True
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     metrics_allow: str = ""  # comma-separated client addresses allowed to read /metrics
+    # --- monitor (monitor.py) and its alerts; see docs/operations.md ---
+    monitor_url: str = ""  # health URL to poll; empty: http(s)://127.0.0.1:<port>/health
+    monitor_interval: float = 60.0  # seconds between checks
+    monitor_timeout: float = 10.0  # seconds one check may take
+    monitor_threshold: int = 3  # consecutive failures before a restart
+    monitor_restart_command: str = "supervisorctl -c supervisor.conf restart pypi_repo"
+    monitor_restart_timeout: float = 120.0  # seconds the restart command may take
+    monitor_cooldown: float = 60.0  # grace after a restart; doubles with each restart in the hour
+    monitor_max_backoff: float = 1800.0  # the doubling stops here
+    monitor_max_restarts_per_hour: int = 5  # then it alerts that it gave up
+    monitor_supervisor_conf: str = "supervisor.conf"  # watch this supervisord; empty: do not
+    monitor_start_supervisord: bool = False  # start supervisord when it is gone
+    alert_webhook_url: str = ""  # JSON POST per alert
+    alert_smtp_host: str = ""  # email per alert when set
+    alert_smtp_port: int = 25
+    alert_smtp_starttls: bool = False
+    alert_smtp_user: str = ""
+    alert_smtp_password: str = ""
+    alert_email_from: str = ""  # empty: pypi-repo@<hostname>
+    alert_email_to: str = ""  # comma-separated recipients
+    alert_command: str = ""  # run per alert (argument list, shlex-split), alert JSON on stdin
 
     @property
     def database_path(self) -> Path:
@@ -100,6 +121,8 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
             if text in {"0", "false", "no", "off", ""}:
                 return False
             raise ValueError(f"not a boolean: {value!r}")
+        if "float" in kind:
+            return float(value)
         if "int" in kind:
             return int(value)
         return str(value)
