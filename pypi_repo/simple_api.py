@@ -8,6 +8,7 @@ on the hot path.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
@@ -53,6 +54,7 @@ class NotAcceptable(ValueError):
     """No representation matches what the client accepts (HTTP 406)."""
 
 
+@lru_cache(maxsize=512)
 def choose_content_type(accept: str | None, format_param: str | None = None) -> str:
     """Pick the response content type from ``?format=`` or the ``Accept`` header.
 
@@ -67,7 +69,7 @@ def choose_content_type(accept: str | None, format_param: str | None = None) -> 
     if not accept or not accept.strip():
         return TEXT_HTML
     parsed = parse_accept_header(accept, MIMEAccept)
-    if not parsed:
+    if not any("/" in value for value, _q in parsed):
         return TEXT_HTML
     best = parsed.best_match(_OFFERS)
     if best is None:

@@ -7,6 +7,7 @@ The archives are what a build backend writes: a wheel with ``<pkg>/__init__.py``
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import tarfile
@@ -77,10 +78,11 @@ def make_sdist(out_dir: Path, name: str, version: str, requires_dist=(), require
         ).encode(),
         f"{top}/{stem}/__init__.py": f'__version__ = "{version}"\n'.encode(),
     }
-    with tarfile.open(path, "w:gz") as tf:
-        for arcname, data in files.items():
-            ti = tarfile.TarInfo(arcname)
-            ti.size = len(data)
-            ti.mtime = 1704067200
-            tf.addfile(ti, io.BytesIO(data))
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w") as tf:  # deterministic bytes: golden hashes
+            for arcname, data in files.items():
+                ti = tarfile.TarInfo(arcname)
+                ti.size = len(data)
+                ti.mtime = 1704067200
+                tf.addfile(ti, io.BytesIO(data))
     return path
