@@ -35,3 +35,12 @@ proc_name = "pypi_repo"
 if _settings.certfile:
     certfile = _settings.certfile
     keyfile = _settings.keyfile or None
+
+
+def when_ready(server):
+    """Master ready: under systemd ``WatchdogSec=`` ping the watchdog while /health answers
+    200, so a hung service is restarted (docs/operations.md). Gunicorn itself sends READY=1."""
+    from pypi_repo.monitor import default_health_url, start_systemd_watchdog
+
+    if start_systemd_watchdog(default_health_url(_settings)):
+        server.log.info("systemd watchdog: pinging while %s answers 200", default_health_url(_settings))
