@@ -44,3 +44,34 @@ def when_ready(server):
 
     if start_systemd_watchdog(default_health_url(_settings)):
         server.log.info("systemd watchdog: pinging while %s answers 200", default_health_url(_settings))
+
+# Prometheus multiprocess mode (docs/observability.md): each worker writes its metrics to
+# files in this directory, and a scrape answered by any worker sums them. It must be in the
+# environment before a worker first imports prometheus_client.
+if _settings.metrics:
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.data_dir / "prometheus"))
+
+
+def on_starting(server):
+    """Master start: an empty metrics directory (counters restart from zero, no stale files)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    """Master, after a worker died: drop its live-gauge files."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    """Worker, graceful exit: write the download counts still buffered."""
+    from pypi_repo.web.metrics import on_worker_exit
+
+    on_worker_exit(getattr(worker, "wsgi", None))

@@ -68,7 +68,9 @@ class Settings:
     secret_key: str = ""  # session signing key; empty: generated and kept under data_dir
     # --- observability ---
     count_downloads: bool = True
+    downloads_flush_seconds: int = 1  # how often each worker writes its buffered counts
     metrics: bool = True
+    metrics_index_ttl: int = 60  # seconds a worker reuses its index-size figures for /metrics
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     metrics_allow: str = ""  # comma-separated client addresses allowed to read /metrics
     # --- monitor (monitor.py) and its alerts; see docs/operations.md ---

@@ -3,6 +3,12 @@
 One ``dictConfig`` serves both the app and Gunicorn (``gunicorn.conf.py`` passes it as
 ``logconfig_dict``). The handlers rotate by size and are safe with several worker
 processes writing one file (``concurrent-log-handler``).
+
+Every request has an id (issue 6): the web layer binds it with :func:`bind_request` for
+the duration of the request, :class:`RequestContextFilter` stamps it on every record that
+reaches a handler, and the response carries it in ``X-Request-ID``, which the access log
+format prints. A ``ContextVar`` (not Flask's ``g``) keeps this module Flask-free and
+answers "-" outside a request.
 """
 from __future__ import annotations
 
@@ -10,14 +16,80 @@ import json
 import logging
 import logging.config
 import time
-from typing import Any
+from contextvars import ContextVar, Token
+from typing import Any, Mapping
 
 from .config import Settings
 
-__all__ = ["logging_config", "configure_logging", "JsonFormatter", "ACCESS_LOG_FORMAT"]
+__all__ = [
+    "ACCESS_LOG_FORMAT",
+    "REQUEST_ID_HEADER",
+    "JsonFormatter",
+    "RequestContextFilter",
+    "bind_request",
+    "configure_logging",
+    "current_request_id",
+    "logging_config",
+    "unbind_request",
+    "update_request",
+]
 
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
-TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+REQUEST_ID_HEADER = "X-Request-ID"
+ACCESS_LOG_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms '
+                     'rid=%({x-request-id}o)s')
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] [%(request_id)s] %(name)s: %(message)s"
+
+# What the current request is (request_id, route, client, user); None outside requests.
+_REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("pypi_repo_request", default=None)
+_CONTEXT_FIELDS = ("request_id", "route", "client", "user")
+
+
+def bind_request(request_id: str, **fields: Any) -> Token:
+    """Make ``request_id`` (and route, client, ...) part of every log record from here on."""
+    return _REQUEST.set({"request_id": request_id, **fields})
+
+
+def update_request(**fields: Any) -> None:
+    """Add facts learnt during the request (the authenticated ``user``, the ``route``)."""
+    current = _REQUEST.get()
+    if current is not None:
+        current.update(fields)
+
+
+def unbind_request(token: Token) -> None:
+    _REQUEST.reset(token)
+
+
+def current_request_id() -> str | None:
+    current = _REQUEST.get()
+    return None if current is None else current.get("request_id")
+
+
+class RequestContextFilter(logging.Filter):
+    """Stamps the request's id, route, client and user on each record ("-" outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _REQUEST.get() or {}
+        for key in _CONTEXT_FIELDS:
+            if not hasattr(record, key):
+                setattr(record, key, current.get(key, "-" if key == "request_id" else None))
+        return True
+
+
+# Gunicorn access-log atoms -> JSON keys (the record's args are the atoms).
+_ACCESS_ATOMS = {
+    "request_id": "{x-request-id}o",
+    "method": "m",
+    "path": "U",
+    "query": "q",
+    "status": "s",
+    "bytes": "B",
+    "duration_ms": "M",
+    "client": "h",
+    "user": "u",
+    "user_agent": "a",
+    "referer": "f",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,11 +106,29 @@ class JsonFormatter(logging.Formatter):
         }
         for key in ("request_id", "route", "status", "duration_ms", "client", "user", "method", "path"):
             value = getattr(record, key, None)
-            if value is not None:
+            if value is not None and value != "-":
                 doc[key] = value
+        if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+            doc.update(_access_fields(record.args))
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc, ensure_ascii=False)
+
+
+def _access_fields(atoms: Mapping[str, Any]) -> dict[str, Any]:
+    """The structured fields of one Gunicorn access-log line, without the "-" placeholders."""
+    out: dict[str, Any] = {}
+    for key, atom in _ACCESS_ATOMS.items():
+        value = atoms.get(atom)
+        if value in (None, "-", ""):
+            continue
+        if key in ("status", "duration_ms", "bytes"):
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                continue
+        out[key] = value
+    return out
 
 
 def _handler(settings: Settings, filename: str, level: str = "NOTSET") -> dict[str, Any]:
@@ -50,6 +140,7 @@ def _handler(settings: Settings, filename: str, level: str = "NOTSET") -> dict[s
         "encoding": "utf-8",
         "formatter": "json" if settings.log_format == "json" else "text",
         "level": level,
+        "filters": ["request"],
     }
 
 
@@ -60,6 +151,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"request": {"()": "pypi_repo.logs.RequestContextFilter"}},
         "formatters": {
             "text": {"format": TEXT_FORMAT},
             "access": {"format": "%(message)s"},
@@ -70,7 +162,8 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             "error": _handler(settings, "error.log", "WARNING"),
             "access": {**_handler(settings, "access.log"),
                        "formatter": "json" if settings.log_format == "json" else "access"},
-            "console": {"class": "logging.StreamHandler", "formatter": "text", "level": "WARNING"},
+            "console": {"class": "logging.StreamHandler", "formatter": "text", "level": "WARNING",
+                        "filters": ["request"]},
         },
         "loggers": {
             "pypi_repo": {"level": level, "handlers": ["app", "error"], "propagate": False},

@@ -1,0 +1,262 @@
+"""Download counting: per file, per day (UTC) and per client kind, kept in SQLite.
+
+Counting must never slow a download (issue 6): the request only bumps a counter in a
+per-process buffer; a background thread writes the buffer to SQLite in one transaction
+every ``downloads_flush_seconds`` (or sooner once ``FLUSH_EVENTS`` are pending). Every
+Gunicorn worker has its own buffer, thread and connection (opened lazily after the
+fork by :class:`pypi_repo.db.Database`); SQLite in WAL mode with a busy timeout
+serialises their short write transactions.
+The buffer is flushed on graceful shutdown (``atexit`` and Gunicorn's ``worker_exit``
+hook), so a restart loses nothing and a crash loses at most one flush interval.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import metrics
+from .config import Settings
+from .db import Database
+
+__all__ = [
+    "CLIENT_KINDS",
+    "DownloadRecorder",
+    "classify_user_agent",
+    "database",
+    "download_counts",
+    "download_summary",
+    "init",
+]
+
+log = logging.getLogger(__name__)
+
+CLIENT_KINDS = ("pip", "uv", "poetry", "twine", "browser", "other")
+FLUSH_EVENTS = 500  # pending downloads that wake the flusher before its interval ends
+
+# pypi_repo.db migrations of the "downloads" component: append, never edit.
+MIGRATIONS = ("""
+CREATE TABLE download_counts (
+    day      TEXT NOT NULL,     -- YYYY-MM-DD, UTC
+    project  TEXT NOT NULL,     -- normalized name (PEP 503)
+    filename TEXT NOT NULL,
+    client   TEXT NOT NULL,     -- one of CLIENT_KINDS
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (day, project, filename, client)
+) WITHOUT ROWID;
+CREATE INDEX download_counts_by_project ON download_counts (project, day);
+""",)
+
+_UPSERT = (
+    "INSERT INTO download_counts (day, project, filename, client, count) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (day, project, filename, client) DO UPDATE SET count = count + excluded.count"
+)
+
+# First product token of the User-Agent -> client kind. Like linehaul (the parser behind
+# PyPI's public download statistics), only the leading "product/version" is trusted:
+# pip sends "pip/24.0 {json}", uv "uv/0.5.1 {json}", poetry "poetry/1.8.3", twine
+# "twine/5.1.1 ...", browsers "Mozilla/5.0 (...)".
+_PRODUCTS = {
+    "pip": "pip",
+    "uv": "uv",
+    "poetry": "poetry",
+    "python-poetry": "poetry",
+    "twine": "twine",
+    "mozilla": "browser",
+    "opera": "browser",
+}
+
+
+def classify_user_agent(user_agent: str | None) -> str:
+    """The client kind (one of :data:`CLIENT_KINDS`) a User-Agent header names."""
+    if not user_agent:
+        return "other"
+    product = user_agent.lstrip().split("/", 1)[0].split(" ", 1)[0].lower()
+    return _PRODUCTS.get(product, "other")
+
+
+def database(database_path: Path) -> Database:
+    """The shared database with the download tables in place (migrated once per process)."""
+    db = Database(database_path)
+    db.migrate("downloads", MIGRATIONS)
+    return db
+
+
+def _today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+class DownloadRecorder:
+    """Buffers download events in memory and writes them to SQLite in batches."""
+
+    def __init__(self, db: Database, flush_seconds: float = 1.0, clock: Callable[[], str] = _today) -> None:
+        self.db = db
+        self.flush_seconds = flush_seconds
+        self._clock = clock
+        self._pending: Counter[tuple[str, str, str, str]] = Counter()
+        self._lock = threading.Lock()  # guards _pending
+        self._write_lock = threading.Lock()  # one writer at a time per process
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def record(self, project: str, filename: str, client: str) -> None:
+        """Count one download; O(1), no I/O: the flusher thread does the writing."""
+        key = (self._clock(), project, filename, client)
+        with self._lock:
+            self._pending[key] += 1
+            backlog = len(self._pending)
+        if self._pid != os.getpid():
+            self._start()
+        if backlog >= FLUSH_EVENTS:
+            self._wake.set()
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(self._pending.values())
+
+    def flush(self) -> int:
+        """Write what is pending in one transaction; returns the number of downloads written."""
+        with self._lock:
+            batch, self._pending = self._pending, Counter()
+        if not batch:
+            return 0
+        rows = [(*key, count) for key, count in batch.items()]
+        try:
+            with self._write_lock, self.db.transaction() as conn:
+                conn.executemany(_UPSERT, rows)
+        except sqlite3.Error:
+            log.exception("could not write %d download counts; keeping them for the next flush", len(rows))
+            with self._lock:
+                self._pending.update(batch)
+            return 0
+        return sum(batch.values())
+
+    def close(self) -> None:
+        """Stop the flusher and write the rest: called at worker exit (idempotent)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        self.flush()
+
+    def _start(self) -> None:
+        """Start this process's flusher (lazily: threads do not survive a fork)."""
+        with self._write_lock:
+            if self._pid == os.getpid():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="download-flusher", daemon=True)
+            self._thread.start()
+            self._pid = os.getpid()
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self.flush()
+        self.db.close()
+
+
+def init(svc: Any) -> None:
+    """Register the download hook and the ``/stats`` provider on the app's services.
+
+    ``svc`` is :class:`pypi_repo.web.app.Services`; ``web/files.py`` calls
+    ``svc.extras["on_download"](project, filename, request)`` after every successful GET.
+    """
+    settings: Settings = svc.settings
+    recorder = None
+    if settings.count_downloads:
+        recorder = DownloadRecorder(database(settings.database_path), settings.downloads_flush_seconds)
+        svc.extras["downloads"] = recorder
+        svc.extras.setdefault("stats_providers", {})["downloads"] = lambda: download_summary(svc)
+    count_metrics = settings.metrics
+    if recorder is None and not count_metrics:
+        return
+
+    def on_download(project: str, filename: str, request: Any) -> None:
+        if filename.endswith(".metadata"):
+            return  # PEP 658 metadata is not a download of the distribution
+        client = classify_user_agent(request.headers.get("User-Agent"))
+        if recorder is not None:
+            recorder.record(project, filename, client)
+        if count_metrics:
+            metrics.record_download(project, client)
+
+    svc.extras["on_download"] = on_download
+
+
+# ---------------------------------------------------------------------------- queries
+def _database_of(svc_or_settings: Any) -> Database | None:
+    """The app's database (a Services with a recorder) or a new one (a Settings); None if
+    nothing was ever counted."""
+    recorder = getattr(svc_or_settings, "extras", {}).get("downloads")
+    if recorder is not None:
+        return recorder.db
+    settings = svc_or_settings if isinstance(svc_or_settings, Settings) else svc_or_settings.settings
+    if not settings.database_path.exists():
+        return None
+    return Database(settings.database_path)  # read only: no migration (a write) per call
+
+
+def _query(svc_or_settings: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+    db = _database_of(svc_or_settings)
+    if db is None:
+        return []
+    try:
+        return [tuple(row) for row in db.query(sql, tuple(params))]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []  # nothing counted yet
+        raise
+
+
+def download_counts(svc_or_settings: Any, project: str, days: int = 30) -> dict[str, Any]:
+    """Counts for one project (for its UI page): total, last ``days`` days, per file, per client.
+
+    ``project`` must be the normalized name. Counts lag by at most one flush interval.
+    """
+    since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - days * 86400))
+    rows = _query(svc_or_settings,
+                  "SELECT day, filename, client, count FROM download_counts WHERE project = ?", (project,))
+    by_file: Counter[str] = Counter()
+    by_client: Counter[str] = Counter()
+    recent = 0
+    for day, filename, client, count in rows:
+        by_file[filename] += count
+        by_client[client] += count
+        if day >= since:
+            recent += count
+    return {
+        "total": sum(by_file.values()),
+        f"last_{days}_days": recent,
+        "by_file": dict(by_file.most_common()),
+        "by_client": dict(by_client.most_common()),
+    }
+
+
+def download_summary(svc_or_settings: Any, top: int = 10) -> dict[str, Any]:
+    """Totals for ``/stats``: all time, today, by client, and the most downloaded projects."""
+    totals = _query(svc_or_settings,
+                    "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(CASE WHEN day = ? THEN count END), 0) "
+                    "FROM download_counts", (_today(),))
+    clients = _query(svc_or_settings,
+                     "SELECT client, SUM(count) FROM download_counts GROUP BY client ORDER BY 2 DESC")
+    projects = _query(svc_or_settings, "SELECT project, SUM(count) FROM download_counts GROUP BY project "
+                                       "ORDER BY 2 DESC, 1 LIMIT ?", (top,))
+    total, today_count = totals[0] if totals else (0, 0)
+    return {
+        "total": total,
+        "today": today_count,
+        "by_client": {c: n for c, n in clients},
+        "top_projects": [{"name": p, "downloads": n} for p, n in projects],
+    }

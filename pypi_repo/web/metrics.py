@@ -1,0 +1,130 @@
+"""``GET /metrics`` (Prometheus text format) and the per-request hooks: request id and
+request metrics.
+
+The hooks run on every request, so they do the least possible: a clock read and a
+context variable before; one counter and one histogram update after (measured with
+../shared/bench, see docs/observability.md).
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+import time
+import uuid
+
+from flask import Blueprint, Flask, Response, abort, g, request
+
+from .. import metrics
+from ..health import tree_summary
+from ..logs import REQUEST_ID_HEADER, bind_request, unbind_request
+from .app import services
+
+__all__ = ["bp", "init_app", "on_worker_exit"]
+
+bp = Blueprint("metrics", __name__)
+
+# An incoming id is kept only if it is short and plain (it is echoed and logged).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+
+def _request_id() -> str:
+    incoming = request.headers.get(REQUEST_ID_HEADER)
+    if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def _begin() -> None:
+    g.started = time.perf_counter()
+    g.request_id = _request_id()
+    g.log_token = bind_request(g.request_id, client=request.remote_addr)
+
+
+def _finish(resp: Response) -> Response:
+    resp.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    return resp
+
+
+def _teardown(_exc: BaseException | None) -> None:
+    token = g.pop("log_token", None)
+    if token is not None:
+        unbind_request(token)
+
+
+def _make_measure(sync: metrics.CacheStatsSync):
+    def measure(resp: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            now = time.perf_counter()
+            rule = request.url_rule
+            route = rule.endpoint if rule is not None else "unmatched"
+            metrics.record_request(route, request.method, resp.status_code, now - started)
+            sync.maybe_sync(now)
+        return resp
+
+    return measure
+
+
+def _allowed_networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in spec.split(",") if item.strip()]
+
+
+def _may_read_metrics(token: str, networks: list) -> bool:
+    """Open when nothing is configured; otherwise the bearer token or an allowed address."""
+    if not token and not networks:
+        return True
+    if token:
+        given = request.headers.get("Authorization", "")
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode()):
+            return True
+    if networks and request.remote_addr:
+        try:
+            address = ipaddress.ip_address(request.remote_addr)
+        except ValueError:
+            return False
+        return any(address in net for net in networks)
+    return False
+
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    svc = services()
+    state = svc.extras["metrics"]
+    if not _may_read_metrics(svc.settings.metrics_token, state["allow"]):
+        abort(403)
+    state["cache_sync"].sync()
+    body = metrics.render(state["collectors"])
+    return Response(body, mimetype=None, content_type=metrics.CONTENT_TYPE_LATEST,
+                    headers={"Cache-Control": "no-store"})
+
+
+def init_app(app: Flask) -> None:
+    """Request ids always; request metrics and ``/metrics`` when ``Settings.metrics`` is on."""
+    app.before_request(_begin)
+    app.after_request(_finish)
+    app.teardown_request(_teardown)
+    svc = app.extensions["pypi_repo"]
+    settings = svc.settings
+    if not settings.metrics:
+        return
+    sync = metrics.CacheStatsSync(lambda: svc.index.cache_stats)
+    svc.extras["metrics"] = {
+        "allow": _allowed_networks(settings.metrics_allow),
+        "cache_sync": sync,
+        "collectors": [
+            metrics.IndexSizeCollector(lambda: tree_summary(settings.packages_dir), settings.metrics_index_ttl),
+            metrics.ServiceCollector(svc.started_at),
+        ],
+    }
+    app.after_request(_make_measure(sync))
+    app.register_blueprint(bp)
+
+
+def on_worker_exit(app: Flask | None) -> None:
+    """Gunicorn ``worker_exit``: write the download counts this worker still buffers."""
+    extensions = getattr(app, "extensions", None) or {}
+    svc = extensions.get("pypi_repo")
+    recorder = svc.extras.get("downloads") if svc is not None else None
+    if recorder is not None:
+        recorder.close()
