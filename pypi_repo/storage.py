@@ -249,10 +249,23 @@ class PackageStore:
         (clients retry); a different one raises :class:`FileExists` unless ``overwrite``.
         """
         directory = self.target_dir(dist.name)
+        created_dir = not directory.exists()
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             _raise_for_disk(exc)
+        try:
+            return self._store_in(directory, dist, source, overwrite, max_bytes, check)
+        except BaseException:
+            if created_dir:  # a rejected first upload must not leave an empty project behind
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
+            raise
+
+    def _store_in(self, directory: Path, dist: DistFile, source: BinaryIO, overwrite: bool,
+                  max_bytes: int | None, check) -> StoredFile:
         final = directory / dist.filename
         fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".upload-", suffix=".part")
         tmp = Path(tmp_name)
@@ -260,14 +273,14 @@ class PackageStore:
             digest, size = self._copy_hashing(fd, source, max_bytes)
             if check is not None:
                 check(tmp, digest)
-            if final.exists():
+            os.chmod(tmp, 0o644)
+            if not self._publish(tmp, final, overwrite):
                 if sha256_file(final) == digest:
                     _unlink_quietly(tmp)
                     return StoredFile(final, digest, size, created=False)
                 if not overwrite:
                     raise FileExists(f"File already exists: {dist.filename}")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, final)
+                os.replace(tmp, final)
         except OSError as exc:
             _unlink_quietly(tmp)
             _raise_for_disk(exc)
@@ -276,6 +289,32 @@ class PackageStore:
             raise
         log.info("stored %s (%d bytes, sha256 %s)", final, size, digest)
         return StoredFile(final, digest, size, created=True)
+
+    @staticmethod
+    def _publish(tmp: Path, final: Path, overwrite: bool) -> bool:
+        """Move ``tmp`` to ``final`` unless a file is there; False if one was.
+
+        Without overwrite, ``os.link`` creates the name only if it is free (atomic), so two
+        concurrent uploads of different files under one name cannot both win.
+        """
+        if overwrite:
+            if final.exists():
+                return False
+            os.replace(tmp, final)
+            return True
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        except OSError as exc:  # a filesystem without hard links
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if final.exists():
+                return False
+            os.replace(tmp, final)
+            return True
+        _unlink_quietly(tmp)
+        return True
 
     @staticmethod
     def _copy_hashing(fd: int, source: BinaryIO, max_bytes: int | None) -> tuple[str, int]:

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from flask import Flask, current_app
 
+from ..auth import AuthService
 from ..config import Settings, load_settings
 from ..health import HealthChecker
 from ..index import ProjectIndex
@@ -24,6 +25,7 @@ class Services:
     store: PackageStore
     index: ProjectIndex
     health: HealthChecker
+    auth: AuthService
     started_at: float = field(default_factory=time.time)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -47,13 +49,20 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
         store=store,
         index=ProjectIndex(store, settings.data_dir, settings.page_cache_mb * 1024 * 1024),
         health=HealthChecker(settings, store),
+        auth=AuthService(settings),
     )
 
-    from . import errors, files, ops, simple, ui
+    from . import errors, files, ops, simple, ui, upload
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(upload.bp)
+    from .. import downloads
+    from . import metrics as web_metrics
+
+    downloads.init(app.extensions["pypi_repo"])
+    web_metrics.init_app(app)  # request ids, request metrics, /metrics
     app.register_blueprint(simple.bp)  # last: its /<project>/ alias is the catch-all
     errors.register(app)
     return app

@@ -1,0 +1,491 @@
+"""Users, API tokens, project permissions, failed-login rate limits and the audit log.
+
+Rules (issue 4):
+- Passwords are argon2 hashes (argon2-cffi); tokens are random, shown once, stored as a
+  sha256 of their secret (they are long and random, so a slow hash adds nothing).
+- A token is sent as the password, with the user name ``__token__`` (as on PyPI) or the
+  name of the user it belongs to (so ``http://alice:<token>@host/simple/`` works).
+- A user may upload to every project (``all_projects``) or to the projects they own or
+  were granted. The first uploader of a *new* project becomes its owner. A project that is
+  already in the tree but has no owner (copied in by hand) needs an all-projects user or
+  a grant. A token may narrow its user's rights to some projects and to ``read``.
+- Failed logins are counted per client address in the database (all workers share it);
+  past ``auth_rate_limit`` failures in a minute, that address gets 429 for the rest of it.
+- Every failure and every change is written to the audit log: who, what, when, from where.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from packaging.utils import NormalizedName
+
+from .config import Settings
+from .db import Database
+from .distfiles import canonical_project_name
+from .errors import AuthenticationFailed, NotFound, PermissionDenied, PypiRepoError, RateLimited
+
+__all__ = [
+    "AuthService",
+    "Principal",
+    "UserInfo",
+    "TokenInfo",
+    "AuditEntry",
+    "TOKEN_USERNAME",
+    "SCOPES",
+    "validate_username",
+]
+
+log = logging.getLogger(__name__)
+
+TOKEN_USERNAME = "__token__"
+TOKEN_PREFIX = "prt-"
+SCOPES = ("upload", "read")
+RATE_WINDOW_S = 60.0
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_VERIFIED_CACHE_SIZE = 256
+_VERIFIED_TTL_S = 60.0
+
+MIGRATIONS = (
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        all_projects INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        secret_sha256 TEXT NOT NULL,
+        scope TEXT NOT NULL CHECK (scope IN ('upload', 'read')),
+        projects TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        last_used_at REAL
+    );
+    CREATE TABLE project_roles (
+        project TEXT NOT NULL,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'maintainer')),
+        created_at REAL NOT NULL,
+        PRIMARY KEY (project, user_id)
+    );
+    CREATE TABLE auth_failures (
+        client_addr TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX auth_failures_by_addr ON auth_failures (client_addr, at);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        client_addr TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL DEFAULT 'ok',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_log_by_time ON audit_log (at);
+    """,
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request is: a user, possibly acting through a token that narrows their rights."""
+
+    username: str
+    user_id: int
+    all_projects: bool
+    scope: str = "upload"  # a password login has every scope
+    token_id: str | None = None
+    token_projects: frozenset[str] | None = None  # None: not narrowed
+
+    @property
+    def display(self) -> str:
+        return f"{self.username} (token {self.token_id})" if self.token_id else self.username
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    name: str
+    all_projects: bool
+    created_at: float
+    projects: tuple[tuple[str, str], ...]  # (project, role)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: str
+    username: str
+    scope: str
+    projects: tuple[str, ...]
+    description: str
+    created_at: float
+    expires_at: float | None
+    last_used_at: float | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: float
+    actor: str
+    action: str
+    target: str
+    client_addr: str
+    outcome: str
+    detail: str
+
+
+def validate_username(name: str) -> str:
+    if name == TOKEN_USERNAME or not _USERNAME.match(name or ""):
+        raise PypiRepoError(
+            f"invalid user name {name[:80]!r}: 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class AuthService:
+    """Authentication and authorization over the shared :class:`Database`."""
+
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+        self.settings = settings
+        self.db = db or Database.for_settings(settings)
+        memory = max(8, settings.argon2_memory_kib)
+        self.hasher = PasswordHasher(
+            time_cost=max(1, settings.argon2_time_cost),
+            memory_cost=memory,
+            parallelism=max(1, min(4, memory // 8)),
+        )
+        self._dummy_hash: str | None = None
+        self._verified: dict[bytes, float] = {}
+        self._verified_lock = threading.Lock()
+
+    # ------------------------------------------------------------ plumbing
+    def _db(self) -> Database:
+        self.db.migrate("auth", MIGRATIONS)
+        return self.db
+
+    def audit(self, actor: str, action: str, target: str = "", client_addr: str = "",
+              outcome: str = "ok", detail: str = "") -> None:
+        """Append to the audit log (and the application log, for ``tail -f`` operators)."""
+        self._db().connection().execute(
+            "INSERT INTO audit_log (at, actor, action, target, client_addr, outcome, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), actor, action, target, client_addr, outcome, detail[:500]),
+        )
+        level = logging.INFO if outcome == "ok" else logging.WARNING
+        log.log(level, "audit: %s %s %s from %s: %s %s", actor, action, target, client_addr or "-",
+                outcome, detail)
+
+    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        rows = self._db().query(
+            "SELECT at, actor, action, target, client_addr, outcome, detail FROM audit_log "
+            "ORDER BY id DESC LIMIT ?", (limit,))
+        return [AuditEntry(**dict(row)) for row in rows]
+
+    # ------------------------------------------------------------ users
+    def has_users(self) -> bool:
+        return bool(self._db().query("SELECT 1 FROM users LIMIT 1"))
+
+    def _user_row(self, name: str):
+        rows = self._db().query("SELECT * FROM users WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"no user named {name!r}")
+        return rows[0]
+
+    def add_user(self, name: str, password: str, *, all_projects: bool = False,
+                 actor: str = "cli", client_addr: str = "local") -> None:
+        validate_username(name)
+        self._check_password_quality(password)
+        password_hash = self.hasher.hash(password)
+        with self._db().transaction() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise PypiRepoError(f"user {name!r} already exists")
+            conn.execute(
+                "INSERT INTO users (name, password_hash, all_projects, created_at) VALUES (?, ?, ?, ?)",
+                (name, password_hash, int(all_projects), time.time()),
+            )
+        self.audit(actor, "user.add", name, client_addr,
+                   detail="all projects" if all_projects else "")
+
+    def remove_user(self, name: str, *, actor: str = "cli", client_addr: str = "local") -> None:
+        self._user_row(name)
+        with self._db().transaction() as conn:
+            conn.execute("DELETE FROM users WHERE name = ?", (name,))
+        self._forget_verified()
+        self.audit(actor, "user.remove", name, client_addr)
+
+    def set_password(self, name: str, password: str, *, actor: str = "cli",
+                     client_addr: str = "local") -> None:
+        self._user_row(name)
+        self._check_password_quality(password)
+        with self._db().transaction() as conn:
+            conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
+                         (self.hasher.hash(password), name))
+        self._forget_verified()
+        self.audit(actor, "user.passwd", name, client_addr)
+
+    def set_all_projects(self, name: str, value: bool, *, actor: str = "cli",
+                         client_addr: str = "local") -> None:
+        self._user_row(name)
+        with self._db().transaction() as conn:
+            conn.execute("UPDATE users SET all_projects = ? WHERE name = ?", (int(value), name))
+        self.audit(actor, "user.all_projects", name, client_addr, detail=str(value).lower())
+
+    def list_users(self) -> list[UserInfo]:
+        users = self._db().query("SELECT id, name, all_projects, created_at FROM users ORDER BY name")
+        roles = self._db().query("SELECT user_id, project, role FROM project_roles ORDER BY project")
+        by_user: dict[int, list[tuple[str, str]]] = {}
+        for row in roles:
+            by_user.setdefault(row["user_id"], []).append((row["project"], row["role"]))
+        return [UserInfo(u["name"], bool(u["all_projects"]), u["created_at"], tuple(by_user.get(u["id"], ())))
+                for u in users]
+
+    @staticmethod
+    def _check_password_quality(password: str) -> None:
+        if len(password) < 8:
+            raise PypiRepoError("password must have at least 8 characters")
+
+    # ------------------------------------------------------------ project roles
+    def grant(self, name: str, project: str, role: str = "maintainer", *, actor: str = "cli",
+              client_addr: str = "local") -> None:
+        user = self._user_row(name)
+        canonical = canonical_project_name(project)
+        with self._db().transaction() as conn:
+            conn.execute(
+                "INSERT INTO project_roles (project, user_id, role, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(project, user_id) DO UPDATE SET role = excluded.role",
+                (canonical, user["id"], role, time.time()),
+            )
+        self.audit(actor, "project.grant", canonical, client_addr, detail=f"{name} as {role}")
+
+    def revoke_grant(self, name: str, project: str, *, actor: str = "cli",
+                     client_addr: str = "local") -> None:
+        user = self._user_row(name)
+        canonical = canonical_project_name(project)
+        with self._db().transaction() as conn:
+            cur = conn.execute("DELETE FROM project_roles WHERE project = ? AND user_id = ?",
+                               (canonical, user["id"]))
+        if not cur.rowcount:
+            raise NotFound(f"{name} has no role on {canonical}")
+        self.audit(actor, "project.revoke", canonical, client_addr, detail=name)
+
+    def project_roles(self, project: NormalizedName) -> list[tuple[str, str]]:
+        rows = self._db().query(
+            "SELECT u.name, r.role FROM project_roles r JOIN users u ON u.id = r.user_id "
+            "WHERE r.project = ? ORDER BY r.role DESC, u.name", (project,))
+        return [(r["name"], r["role"]) for r in rows]
+
+    # ------------------------------------------------------------ tokens
+    def create_token(self, name: str, *, scope: str = "upload", projects: Iterable[str] = (),
+                     expires_at: float | None = None, description: str = "",
+                     actor: str = "cli", client_addr: str = "local") -> tuple[str, str]:
+        """Make a token for user ``name``; returns ``(token_id, secret_token)``.
+
+        The secret is returned once and never stored: only its sha256 is kept.
+        """
+        if scope not in SCOPES:
+            raise PypiRepoError(f"scope must be one of {', '.join(SCOPES)}")
+        if expires_at is not None and expires_at <= time.time():
+            raise PypiRepoError("expiry is in the past")
+        user = self._user_row(name)
+        project_list = sorted({canonical_project_name(p) for p in projects})
+        token_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        with self._db().transaction() as conn:
+            conn.execute(
+                "INSERT INTO tokens (id, user_id, secret_sha256, scope, projects, description, "
+                "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (token_id, user["id"], _sha256(secret), scope, ",".join(project_list),
+                 description, time.time(), expires_at),
+            )
+        self.audit(actor, "token.create", token_id, client_addr,
+                   detail=f"user {name}, scope {scope}, projects {','.join(project_list) or 'all'}")
+        return token_id, f"{TOKEN_PREFIX}{token_id}-{secret}"
+
+    def revoke_token(self, token_id: str, *, actor: str = "cli", client_addr: str = "local") -> None:
+        token_id = token_id.removeprefix(TOKEN_PREFIX).split("-", 1)[0]
+        with self._db().transaction() as conn:
+            cur = conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+        if not cur.rowcount:
+            raise NotFound(f"no token {token_id!r}")
+        self.audit(actor, "token.revoke", token_id, client_addr)
+
+    def list_tokens(self, name: str | None = None) -> list[TokenInfo]:
+        sql = ("SELECT t.*, u.name AS username FROM tokens t JOIN users u ON u.id = t.user_id")
+        params: tuple = ()
+        if name:
+            sql += " WHERE u.name = ?"
+            params = (name,)
+        rows = self._db().query(sql + " ORDER BY t.created_at", params)
+        return [TokenInfo(r["id"], r["username"], r["scope"], tuple(filter(None, r["projects"].split(","))),
+                          r["description"], r["created_at"], r["expires_at"], r["last_used_at"])
+                for r in rows]
+
+    # ------------------------------------------------------------ authentication
+    def authenticate(self, username: str | None, password: str | None, client_addr: str) -> Principal:
+        """Check Basic-auth credentials; raises AuthenticationFailed or RateLimited."""
+        client_addr = client_addr or "unknown"
+        self._check_rate(client_addr)
+        if not username or not password:
+            raise AuthenticationFailed("credentials required")
+        try:
+            if password.startswith(TOKEN_PREFIX):
+                return self._authenticate_token(username, password)
+            if username == TOKEN_USERNAME:
+                raise AuthenticationFailed("not a valid token")
+            return self._authenticate_password(username, password)
+        except AuthenticationFailed as exc:
+            self._record_failure(username, client_addr, str(exc))
+            raise AuthenticationFailed("invalid credentials") from None
+
+    def _authenticate_password(self, username: str, password: str) -> Principal:
+        rows = self._db().query("SELECT * FROM users WHERE name = ?", (username,))
+        if not rows:
+            self._verify_dummy(password)
+            raise AuthenticationFailed("unknown user")
+        user = rows[0]
+        key = hashlib.blake2b(f"{user['name']}\0{password}\0{user['password_hash']}".encode(),
+                              digest_size=32).digest()
+        if not self._recently_verified(key):
+            try:
+                self.hasher.verify(user["password_hash"], password)
+            except (VerificationError, InvalidHashError):
+                raise AuthenticationFailed("wrong password") from None
+            self._remember_verified(key)
+            if self.hasher.check_needs_rehash(user["password_hash"]):
+                self._db().connection().execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                                                (self.hasher.hash(password), user["id"]))
+        return Principal(user["name"], user["id"], bool(user["all_projects"]))
+
+    def _authenticate_token(self, username: str, token: str) -> Principal:
+        token_id, _, secret = token.removeprefix(TOKEN_PREFIX).partition("-")
+        rows = self._db().query(
+            "SELECT t.*, u.name AS username, u.all_projects FROM tokens t "
+            "JOIN users u ON u.id = t.user_id WHERE t.id = ?", (token_id,))
+        if not rows or not hmac.compare_digest(rows[0]["secret_sha256"], _sha256(secret)):
+            raise AuthenticationFailed("unknown token")
+        row = rows[0]
+        if username != TOKEN_USERNAME and username.lower() != row["username"].lower():
+            raise AuthenticationFailed(f"token {token_id} does not belong to {username}")
+        now = time.time()
+        if row["expires_at"] is not None and row["expires_at"] <= now:
+            raise AuthenticationFailed(f"token {token_id} has expired")
+        if row["last_used_at"] is None or now - row["last_used_at"] > 60:
+            self._db().connection().execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, token_id))
+        projects = frozenset(filter(None, row["projects"].split(","))) or None
+        return Principal(row["username"], row["user_id"], bool(row["all_projects"]),
+                         scope=row["scope"], token_id=token_id, token_projects=projects)
+
+    def _verify_dummy(self, password: str) -> None:
+        """Spend the time a real check takes, so unknown and known users look alike."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        try:
+            self.hasher.verify(self._dummy_hash, password)
+        except VerificationError:
+            pass
+
+    def _recently_verified(self, key: bytes) -> bool:
+        """pip sends the same Basic credentials on every request of a private index; an
+        argon2 check each time would cost more than the page. Keyed on the stored hash, so
+        a password change invalidates it."""
+        with self._verified_lock:
+            until = self._verified.get(key)
+            return until is not None and until > time.monotonic()
+
+    def _remember_verified(self, key: bytes) -> None:
+        with self._verified_lock:
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[key] = time.monotonic() + _VERIFIED_TTL_S
+
+    def _forget_verified(self) -> None:
+        with self._verified_lock:
+            self._verified.clear()
+
+    # ------------------------------------------------------------ rate limiting
+    def _check_rate(self, client_addr: str) -> None:
+        limit = self.settings.auth_rate_limit
+        if limit <= 0:
+            return
+        since = time.time() - RATE_WINDOW_S
+        count = self._db().query(
+            "SELECT COUNT(*) AS n FROM auth_failures WHERE client_addr = ? AND at > ?",
+            (client_addr, since))[0]["n"]
+        if count >= limit:
+            raise RateLimited(f"too many failed logins from {client_addr}; try again in a minute")
+
+    def _record_failure(self, username: str, client_addr: str, reason: str) -> None:
+        now = time.time()
+        with self._db().transaction() as conn:
+            conn.execute("INSERT INTO auth_failures (client_addr, at) VALUES (?, ?)", (client_addr, now))
+            conn.execute("DELETE FROM auth_failures WHERE at < ?", (now - 10 * RATE_WINDOW_S,))
+        self.audit(username[:100], "auth", "", client_addr, outcome="denied", detail=reason)
+
+    # ------------------------------------------------------------ authorization
+    @staticmethod
+    def operator(name: str) -> Principal:
+        """The local operator (``manage_repo.py``): every right, no database user, owns nothing."""
+        return Principal(name, 0, all_projects=True)
+
+    def check_read(self, principal: Principal) -> None:
+        """Every authenticated principal may read (read and upload scopes both include it)."""
+
+    def check_upload(self, principal: Principal, project: NormalizedName, *,
+                     exists: bool = True) -> None:
+        """Raise PermissionDenied unless ``principal`` may upload to ``project``.
+
+        ``exists`` says whether the project is already in the tree; a project nobody owns
+        and that is not in the tree may be created by anyone allowed to upload.
+        """
+        if principal.scope != "upload":
+            raise PermissionDenied(f"token {principal.token_id} is read-only")
+        if principal.token_projects is not None and project not in principal.token_projects:
+            raise PermissionDenied(f"token {principal.token_id} may not upload to {project}")
+        if principal.all_projects:
+            return
+        roles = self._db().query("SELECT user_id FROM project_roles WHERE project = ?", (project,))
+        if any(r["user_id"] == principal.user_id for r in roles):
+            return
+        if not roles and not exists:
+            return
+        raise PermissionDenied(f"{principal.username} may not upload to {project}")
+
+    def claim_project(self, principal: Principal, project: NormalizedName, *, exists: bool,
+                      client_addr: str = "") -> None:
+        """Re-check permission and make the first uploader of a new project its owner, in one
+        transaction, so two users racing to create a project cannot both win."""
+        with self._db().transaction() as conn:
+            owners = conn.execute("SELECT user_id FROM project_roles WHERE project = ?",
+                                  (project,)).fetchall()
+            if not owners and not exists and principal.user_id > 0:
+                conn.execute(
+                    "INSERT INTO project_roles (project, user_id, role, created_at) VALUES (?, ?, 'owner', ?)",
+                    (project, principal.user_id, time.time()))
+                claimed = True
+            else:
+                claimed = False
+        if claimed:
+            self.audit(principal.display, "project.create", project, client_addr,
+                       detail=f"{principal.username} is owner")
+        else:
+            self.check_upload(principal, project, exists=True)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

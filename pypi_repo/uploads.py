@@ -1,0 +1,172 @@
+"""The legacy upload (what ``twine upload`` and ``uv publish`` send), as one service call.
+
+:func:`accept_upload` is the single path into the tree for new files: the web API, the
+web form and ``manage_repo.py add`` all call it. The order matters and is the whole rule
+set (issue 4):
+
+1. the file name is a plain basename that parses as a wheel or sdist (``packaging``);
+2. the form's ``name`` and ``version`` match the file name;
+3. the principal may upload to the project (cheap check, before reading the body);
+4. the bytes stream into a hidden temp file in the project directory, hashed on the way
+   (sha256, blake2b-256, md5), never held in memory, capped at ``max_upload_mb``;
+5. the digests the client sent match; the archive opens and its core metadata names the
+   same project and version and passes ``packaging.metadata`` validation;
+6. ownership is claimed (first uploader of a new project) in one transaction;
+7. ``os.link``/``os.replace`` publishes it; an identical existing file is a success, a
+   different one is :class:`FileExists` (409) unless ``allow_overwrite``.
+
+Any failure before 7 removes the temp file: a rejected upload leaves the tree unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from pathlib import Path
+from typing import BinaryIO, Callable, Mapping, Protocol
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .auth import AuthService, Principal
+from .config import Settings
+from .distfiles import DistFile, parse_distribution_filename
+from .errors import DigestMismatch, InvalidDistribution, InvalidFilename
+from .metadata import read_core_metadata, validate_metadata_strictly
+from .index import ProjectIndex
+from .storage import PackageStore, StoredFile
+
+__all__ = ["accept_upload", "UploadServices", "validate_upload_form", "HashingReader", "FILETYPES"]
+
+log = logging.getLogger(__name__)
+
+FILETYPES = {"bdist_wheel": "wheel", "sdist": "sdist"}
+_DIGEST_FIELDS = (
+    ("sha256_digest", "sha256"),
+    ("blake2_256_digest", "blake2_256"),
+    ("md5_digest", "md5"),
+)
+
+
+class UploadServices(Protocol):
+    """What an upload needs; ``web.app.Services`` and the CLI's services both fit."""
+
+    settings: Settings
+    store: PackageStore
+    index: ProjectIndex
+    auth: AuthService
+
+
+class HashingReader:
+    """Wraps a binary stream and hashes what is read through it (one pass over the bytes)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.hashes = {
+            "sha256": hashlib.sha256(),
+            "blake2_256": hashlib.blake2b(digest_size=32),
+            "md5": hashlib.md5(usedforsecurity=False),
+        }
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        for h in self.hashes.values():
+            h.update(chunk)
+        return chunk
+
+    def hexdigest(self, kind: str) -> str:
+        return self.hashes[kind].hexdigest()
+
+
+def _one_line(value: str, limit: int = 100) -> str:
+    return value.replace("\n", " ").replace("\r", " ")[:limit]
+
+
+def validate_upload_form(form: Mapping[str, str], filename: str) -> DistFile:
+    """Check the file name and the form fields that describe it; returns the parsed name."""
+    if not filename:
+        raise InvalidDistribution("no file was sent (the form field is 'content')")
+    if "/" in filename or "\\" in filename or filename.startswith("."):
+        raise InvalidFilename(f"file name must be a plain name, not a path: {_one_line(filename)!r}")
+    dist = parse_distribution_filename(filename)
+    name, version = form.get("name") or "", form.get("version") or ""
+    if not name or not version:
+        raise InvalidDistribution("the form must carry the project's name and version")
+    if canonicalize_name(name) != dist.name:
+        raise InvalidDistribution(
+            f"form says project {_one_line(name)!r}, file name says {dist.name!r}")
+    try:
+        same_version = Version(version) == dist.version
+    except InvalidVersion:
+        same_version = False
+    if not same_version:
+        raise InvalidDistribution(
+            f"form says version {_one_line(version)!r}, file name says {dist.version}")
+    filetype = form.get("filetype")
+    if filetype and FILETYPES.get(filetype, dist.kind) != dist.kind:
+        raise InvalidDistribution(f"filetype {_one_line(filetype)!r} does not match {filename}")
+    return dist
+
+
+def _expected_digests(form: Mapping[str, str]) -> dict[str, str]:
+    expected: dict[str, str] = {}
+    for field, kind in _DIGEST_FIELDS:
+        value = (form.get(field) or "").strip().lower()
+        if value:
+            expected[kind] = value
+    return expected
+
+
+def _archive_check(dist: DistFile, reader: HashingReader, expected: Mapping[str, str]) -> Callable:
+    """The ``check`` callback of :meth:`PackageStore.store`: digests first, then contents."""
+
+    def check(tmp: Path, sha256: str) -> None:
+        for kind, want in expected.items():
+            got = sha256 if kind == "sha256" else reader.hexdigest(kind)
+            if not hmac.compare_digest(got, want):
+                raise DigestMismatch(f"{kind} digest of the received file does not match the one sent")
+        validate_metadata_strictly(read_core_metadata(tmp, dist))
+
+    return check
+
+
+def accept_upload(
+    svc: UploadServices,
+    principal: Principal,
+    form: Mapping[str, str],
+    filename: str,
+    stream: BinaryIO,
+    *,
+    client_addr: str = "",
+) -> StoredFile:
+    """Validate and store one uploaded distribution file (see the module docstring)."""
+    dist = validate_upload_form(form, filename)
+    exists = dist.name in svc.store.projects()
+    svc.auth.check_upload(principal, dist.name, exists=exists)
+    reader = HashingReader(stream)
+    archive_check = _archive_check(dist, reader, _expected_digests(form))
+
+    def check(tmp: Path, sha256: str) -> None:
+        archive_check(tmp, sha256)
+        svc.auth.claim_project(principal, dist.name, exists=exists, client_addr=client_addr)
+
+    try:
+        stored = svc.store.store(
+            dist, reader,  # type: ignore[arg-type]
+            overwrite=svc.settings.allow_overwrite,
+            max_bytes=svc.settings.max_upload_mb * 1024 * 1024,
+            check=check,
+        )
+    except Exception as exc:
+        svc.auth.audit(principal.display, "upload", dist.filename, client_addr,
+                       outcome="rejected", detail=_one_line(str(exc), 300))
+        raise
+    svc.auth.audit(principal.display, "upload", dist.filename, client_addr,
+                   detail=f"sha256 {stored.sha256}, {stored.size} bytes"
+                   + ("" if stored.created else ", identical file already stored"))
+    if stored.created:
+        try:
+            svc.index.project_detail(dist.name)  # hash + PEP 658 metadata now, not on first view
+        except Exception:  # the file is stored; a cold cache only costs the next reader
+            log.exception("could not warm the index of %s", dist.name)
+    return stored

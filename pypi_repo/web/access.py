@@ -1,0 +1,65 @@
+"""Who is asking: HTTP Basic credentials -> :class:`~pypi_repo.auth.Principal`, and the
+private-index gate (``Settings.private``) that runs before every request.
+
+In private mode every read (Simple API, files, UI) needs a user's password or a token
+(``read`` or ``upload`` scope), sent as Basic auth: pip's ``http://user:token@host/simple/``
+and ``~/.netrc`` both end up here. ``/health`` stays open for monitors. Other blueprints
+may add endpoints to ``Services.extras["open_endpoints"]`` (a set of endpoint names), and
+a session-based login may register ``Services.extras["session_principal"]``, a callable
+returning a Principal or None, consulted before Basic auth.
+"""
+from __future__ import annotations
+
+from flask import g, request
+
+from ..auth import Principal
+from ..errors import AuthenticationFailed
+from .app import Services, services
+
+__all__ = ["basic_credentials", "request_principal", "require_read_access", "client_addr"]
+
+OPEN_ENDPOINTS = frozenset({"ops.health", "static"})
+NO_USERS_MESSAGE = (
+    "no users are configured on this index; the operator adds one with "
+    "'python3 manage_repo.py user add NAME --password-stdin'"
+)
+
+
+def client_addr() -> str:
+    return request.remote_addr or "unknown"
+
+
+def basic_credentials() -> tuple[str | None, str | None]:
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return None, None
+    return auth.username, auth.password
+
+
+def request_principal(svc: Services) -> Principal:
+    """The authenticated principal of this request (cached on ``g``); raises 401/429."""
+    principal = g.get("principal")
+    if principal is not None:
+        return principal
+    from_session = svc.extras.get("session_principal")
+    principal = from_session() if from_session is not None else None
+    if principal is None:
+        if not svc.auth.has_users():
+            raise AuthenticationFailed(NO_USERS_MESSAGE)
+        username, password = basic_credentials()
+        principal = svc.auth.authenticate(username, password, client_addr())
+    g.principal = principal
+    return principal
+
+
+def require_read_access() -> None:
+    """``before_app_request`` hook: in private mode, no read without credentials."""
+    svc = services()
+    if not svc.settings.private or request.endpoint is None:
+        return
+    endpoint = request.endpoint
+    if endpoint in OPEN_ENDPOINTS or endpoint in svc.extras.get("open_endpoints", ()):
+        return
+    if endpoint.startswith("upload."):
+        return  # uploads authenticate themselves (and need the upload scope)
+    svc.auth.check_read(request_principal(svc))

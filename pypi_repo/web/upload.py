@@ -1,0 +1,111 @@
+"""The legacy upload API: ``POST /`` and ``POST /legacy/`` (``:action=file_upload``).
+
+What twine and ``uv publish`` need from it: never a redirect (twine aborts on one, so
+``/legacy`` without the slash is served too), 200 for a stored or identical file, and
+errors whose one-line reason is in the HTTP status line (twine prints only that) and in
+a plain-text body (uv prints the body): 400 bad input, 401 + ``WWW-Authenticate``, 403,
+409 "File already exists" (what ``twine --skip-existing`` recognises), 413, 429.
+
+The form is parsed here rather than through ``request.files`` so the file part spools to
+an anonymous temp file under the data directory (no trace if the client hangs up) and long
+descriptions fit; the bytes are then streamed by :func:`~pypi_repo.uploads.accept_upload`.
+"""
+from __future__ import annotations
+
+import tempfile
+from typing import IO
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+
+from ..errors import InvalidDistribution, PypiRepoError, RateLimited, UploadTooLarge
+from ..uploads import accept_upload
+from .access import client_addr, request_principal, require_read_access
+from .app import Services, services
+from .errors import status_for
+
+bp = Blueprint("upload", __name__)
+bp.before_app_request(require_read_access)
+
+MIB = 1024 * 1024
+FORM_OVERHEAD = 16 * MIB  # the non-file fields (long descriptions) on top of the file
+MAX_FORM_PARTS = 10000
+
+
+def _spool_factory(svc: Services):
+    spool_dir = svc.settings.data_dir / "tmp"
+
+    def factory(total_content_length, content_type, filename, content_length=None) -> IO[bytes]:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryFile(dir=spool_dir, prefix="upload-")
+
+    return factory
+
+
+def _parse_form(svc: Services):
+    limit = svc.settings.max_upload_mb * MIB
+    too_large = UploadTooLarge(f"upload is larger than the limit of {svc.settings.max_upload_mb} MB")
+    if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
+        raise too_large
+    parser = FormDataParser(
+        stream_factory=_spool_factory(svc),
+        max_form_memory_size=FORM_OVERHEAD,
+        max_content_length=limit + FORM_OVERHEAD,
+        max_form_parts=MAX_FORM_PARTS,
+    )
+    try:
+        _, form, files = parser.parse(request.stream, request.mimetype, request.content_length,
+                                      request.mimetype_params)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    return form, files
+
+
+@bp.post("/")
+@bp.post("/legacy/")
+@bp.post("/legacy")
+def legacy_upload() -> Response:
+    svc = services()
+    principal = request_principal(svc)
+    form, files = _parse_form(svc)
+    try:
+        if form.get(":action") != "file_upload":
+            raise InvalidDistribution("only ':action=file_upload' is supported")
+        content = files.get("content")
+        if content is None:
+            raise InvalidDistribution("no file was sent (the form field is 'content')")
+        stored = accept_upload(svc, principal, form, content.filename or "", content.stream,
+                               client_addr=client_addr())
+    finally:
+        for item in files.values():
+            item.close()
+    message = "stored" if stored.created else "identical file already stored"
+    return Response(f"OK: {message} {stored.path.name}\n", 200, content_type="text/plain; charset=utf-8")
+
+
+def _reason(message: str) -> str:
+    """A one-line, latin-1 reason phrase for the status line."""
+    line = " ".join(message.split())[:200]
+    return line.encode("latin-1", errors="replace").decode("latin-1")
+
+
+def upload_error(status: int, message: str) -> Response:
+    resp = Response(f"{status} {message}\n", content_type="text/plain; charset=utf-8")
+    resp.status = f"{status} {_reason(message)}"
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Basic realm="pypi_repo"'
+    return resp
+
+
+@bp.errorhandler(PypiRepoError)
+def domain_error(exc: PypiRepoError) -> Response:
+    resp = upload_error(status_for(exc), str(exc))
+    if isinstance(exc, RateLimited):
+        resp.headers["Retry-After"] = "60"
+    return resp
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> Response:
+    return upload_error(exc.code or 500, exc.description or exc.name)
