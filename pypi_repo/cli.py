@@ -41,7 +41,7 @@ from .uploads import accept_upload
 
 __all__ = ["main", "build_parser", "CommandRegistry", "CliContext", "EXTENSION_MODULES"]
 
-EXTENSION_MODULES: tuple[str, ...] = ()
+EXTENSION_MODULES: tuple[str, ...] = ("pypi_repo.report",)
 
 Handler = Callable[[argparse.Namespace, "CliContext"], int]
 
