@@ -44,6 +44,20 @@ def when_ready(server):
 
     if start_systemd_watchdog(default_health_url(_settings)):
         server.log.info("systemd watchdog: pinging while %s answers 200", default_health_url(_settings))
+    _start_index_warmup(server)
+
+
+def _start_index_warmup(server):
+    """Index every project once in a low-priority background process (pypi_repo/warmup.py):
+    after a deploy or a wiped data dir, no request waits for a first-time hash. The master
+    reaps it like any child; it exits when done."""
+    import subprocess
+
+    try:
+        subprocess.Popen([sys.executable, "-m", "pypi_repo.warmup"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    except OSError as exc:
+        server.log.warning("index warm-up not started: %s", exc)
 
 # Prometheus multiprocess mode (docs/observability.md): each worker writes its metrics to
 # files in this directory, and a scrape answered by any worker sums them. It must be in the

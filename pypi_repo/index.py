@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 from packaging.utils import NormalizedName
 
-from .errors import FileNotFound, InvalidDistribution
+from .errors import FileNotFound, InvalidDistribution, NotFound
 from .metadata import CoreMetadata, read_core_metadata
 from .model import File, ProjectDetail, ProjectList, format_upload_time
 from .simple_api import render_project_detail, render_project_list
@@ -255,3 +256,20 @@ class ProjectIndex:
         if not path.is_file():
             self._derive_record(project, entry)
         return path
+
+    def warm(self) -> tuple[int, int]:
+        """Build the on-disk records of every project (hash new files once, write metadata).
+
+        Run in the background at server start so that the first request for each project
+        after a deploy, or after the data directory was wiped, costs a stat, not a hash.
+        Returns (projects, seconds*1000).
+        """
+        started = time.monotonic()
+        count = 0
+        for project in list(self.store.projects()):
+            try:
+                self.file_records(project, self.store.scan_project(project))
+                count += 1
+            except (NotFound, OSError) as exc:
+                log.warning("warm-up skipped %s: %s", project, exc)
+        return count, int((time.monotonic() - started) * 1000)
