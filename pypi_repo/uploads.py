@@ -19,9 +19,13 @@ Any failure before 7 removes the temp file: a rejected upload leaves the tree un
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import logging
+import tarfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Mapping, Protocol
 
@@ -31,15 +35,17 @@ from packaging.version import InvalidVersion, Version
 from .auth import AuthService, Principal
 from .config import Settings
 from .distfiles import DistFile, parse_distribution_filename
-from .errors import DigestMismatch, InvalidDistribution, InvalidFilename
+from .errors import DigestMismatch, InvalidDistribution, InvalidFilename, UploadTooLarge
 from .metadata import read_core_metadata, validate_metadata_strictly
 from .index import ProjectIndex
 from .storage import PackageStore, StoredFile
 
-__all__ = ["accept_upload", "UploadServices", "validate_upload_form", "HashingReader", "FILETYPES"]
+__all__ = ["accept_upload", "UploadServices", "check_archive_integrity", "validate_upload_form", "HashingReader", "FILETYPES"]
 
 log = logging.getLogger(__name__)
 
+CHUNK = 1024 * 1024
+MAX_UNPACKED_BYTES = 16 * 1024**3  # zip bombs: a wheel declaring more than this is refused
 FILETYPES = {"bdist_wheel": "wheel", "sdist": "sdist"}
 _DIGEST_FIELDS = (
     ("sha256_digest", "sha256"),
@@ -126,8 +132,43 @@ def _archive_check(dist: DistFile, reader: HashingReader, expected: Mapping[str,
             if not hmac.compare_digest(got, want):
                 raise DigestMismatch(f"{kind} digest of the received file does not match the one sent")
         validate_metadata_strictly(read_core_metadata(tmp, dist))
+        check_archive_integrity(tmp, dist)
 
     return check
+
+
+def _check_member_name(name: str) -> None:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and parts[0].endswith(":")):
+        raise InvalidDistribution(f"archive member with an unsafe path: {_one_line(name)!r}")
+
+
+def check_archive_integrity(path: Path, dist: DistFile) -> None:
+    """Read the whole archive once: every CRC checks, nothing is truncated, no member path
+    escapes its directory. The metadata alone can be intact in a broken file."""
+    try:
+        if dist.filename.endswith((".whl", ".zip")):
+            with zipfile.ZipFile(path) as zf:
+                infos = zf.infolist()
+                if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
+                    raise InvalidDistribution("archive unpacks to more than the allowed size")
+                for info in infos:
+                    _check_member_name(info.filename)
+                bad = zf.testzip()
+                if bad is not None:
+                    raise InvalidDistribution(f"archive member {bad!r} is corrupt")
+        else:
+            with tarfile.open(path, mode="r:gz") as tf:
+                for member in tf:
+                    _check_member_name(member.name)
+            with gzip.open(path) as gz:  # to the end: the gzip CRC is checked there
+                while gz.read(CHUNK):
+                    pass
+    except InvalidDistribution:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, OSError, ValueError,
+            zlib.error) as exc:
+        raise InvalidDistribution(f"{dist.filename} is not a valid archive: {exc}") from None
 
 
 def accept_upload(
@@ -157,6 +198,10 @@ def accept_upload(
             max_bytes=svc.settings.max_upload_mb * 1024 * 1024,
             check=check,
         )
+    except UploadTooLarge:
+        message = f"file is larger than the limit of {svc.settings.max_upload_mb} MB"
+        svc.auth.audit(principal.display, "upload", dist.filename, client_addr, outcome="rejected", detail=message)
+        raise UploadTooLarge(message) from None
     except Exception as exc:
         svc.auth.audit(principal.display, "upload", dist.filename, client_addr,
                        outcome="rejected", detail=_one_line(str(exc), 300))
