@@ -1,0 +1,206 @@
+"""Browser login (a signed session cookie) and the web upload form.
+
+The same users and tokens as twine (``svc.auth.authenticate``), the same upload path as the
+legacy API (``uploads.accept_upload``). Every POST carries a per-session CSRF token; the
+cookie is HttpOnly and SameSite=Lax. The session holds the Principal that login produced
+and is re-checked against the user database on every request, so removing a user or
+revoking a token ends their sessions at once. The signing key is ``Settings.secret_key``
+or, when empty, a random key created once under the data directory (shared by workers).
+"""
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, Flask, Response, abort, flash, g, redirect, render_template, request, session,
+                   url_for)
+from flask.sessions import SessionMixin
+
+from ..auth import Principal
+from ..errors import AuthenticationFailed, PypiRepoError, RateLimited
+from ..uploads import FILETYPES, accept_upload
+from ..distfiles import parse_distribution_filename
+from .access import client_addr
+from .app import services
+from .errors import status_for
+
+__all__ = ["bp", "session_principal", "csrf_token"]
+
+bp = Blueprint("account", __name__)
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _secret_key(data_dir: Path, configured: str) -> bytes:
+    """The configured key, else one random key per data directory (first worker wins)."""
+    if configured:
+        return configured.encode()
+    path = data_dir / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker may be writing it right now
+            key = path.read_bytes().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise PypiRepoError(f"secret key file {path} is empty")
+    key = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+@bp.record_once
+def _setup(state) -> None:
+    app: Flask = state.app
+    svc = app.extensions["pypi_repo"]
+    app.secret_key = _secret_key(svc.settings.data_dir, svc.settings.secret_key)
+    app.config.update(
+        SESSION_COOKIE_NAME="pypi_repo_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=bool(svc.settings.certfile) or svc.settings.public_url.startswith("https:"),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=svc.settings.session_hours),
+    )
+    svc.extras["session_principal"] = session_principal
+    svc.extras["open_endpoints"] = set(svc.extras.get("open_endpoints", ())) | {"account.login", "static"}
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def _check_csrf() -> None:
+    sent = request.form.get("csrf_token", "")
+    if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
+        abort(400, "The form expired or did not come from this site (CSRF check failed). Reload and try again.")
+
+
+def _forget(sess: SessionMixin) -> None:
+    sess.pop("auth", None)
+
+
+def session_principal() -> Principal | None:
+    """The logged-in principal, for browser requests only (never for twine's POST /)."""
+    data = session.get("auth")
+    if not data:
+        return None
+    endpoint = request.endpoint or ""
+    if request.method not in SAFE_METHODS and not endpoint.startswith("account."):
+        return None  # cookies never authorize the upload API: no cross-site uploads
+    svc = services()
+    if time.time() - data.get("at", 0) > svc.settings.session_hours * 3600:
+        _forget(session)
+        return None
+    user = next((u for u in svc.auth.list_users() if u.name == data["u"]), None)
+    token_ok = not data.get("tok") or any(t.id == data["tok"] and (t.expires_at is None or t.expires_at > time.time())
+                                          for t in svc.auth.list_tokens(data["u"]))
+    if user is None or not token_ok:
+        _forget(session)
+        return None
+    projects = data.get("projects")
+    return Principal(user.name, data["uid"], user.all_projects, scope=data.get("scope", "upload"),
+                     token_id=data.get("tok"), token_projects=frozenset(projects) if projects is not None else None)
+
+
+def current_user() -> str | None:
+    if "ui_user" not in g:
+        try:
+            principal = session_principal() if "auth" in session else None
+        except PypiRepoError:
+            principal = None
+        g.ui_user = principal.display if principal else None
+    return g.ui_user
+
+
+@bp.app_context_processor
+def _inject() -> dict:
+    return {"csrf_token": csrf_token, "ui_user": current_user()}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: a login link must not become an open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("ui.home")
+
+
+def _page(template: str, status: int = 200, **context) -> Response:
+    resp = Response(render_template(template, **context), status=status, content_type="text/html; charset=utf-8")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response:
+    target = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return _page("login.html", next=target)
+    _check_csrf()
+    username = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    svc = services()
+    try:
+        principal = svc.auth.authenticate(username, password, client_addr())
+    except (AuthenticationFailed, RateLimited) as exc:
+        message = ("Too many failed attempts; wait a minute and try again." if isinstance(exc, RateLimited)
+                   else "Wrong user name, password or token.")
+        return _page("login.html", status_for(exc), next=target, error=message, username=username)
+    session.clear()
+    session.permanent = True
+    session["auth"] = {
+        "u": principal.username, "uid": principal.user_id, "scope": principal.scope, "tok": principal.token_id,
+        "projects": sorted(principal.token_projects) if principal.token_projects is not None else None,
+        "at": time.time(),
+    }
+    csrf_token()
+    svc.auth.audit(principal.display, "web.login", "", client_addr())
+    flash(f"Logged in as {principal.display}.", "ok")
+    return redirect(target, 303)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    _check_csrf()
+    session.clear()
+    flash("Logged out.", "ok")
+    return redirect(url_for("ui.home"), 303)
+
+
+@bp.route("/upload", methods=["GET", "POST"])
+def upload_form() -> Response:
+    principal = session_principal()
+    if principal is None:
+        return redirect(url_for("account.login", next=url_for("account.upload_form")), 303)
+    if request.method == "GET":
+        return _page("upload.html", user=principal.display)
+    _check_csrf()
+    content = request.files.get("content")
+    svc = services()
+    try:
+        if content is None or not content.filename:
+            raise PypiRepoError("Choose a wheel (.whl) or sdist (.tar.gz) file to upload.")
+        filename = os.path.basename(content.filename.replace("\\", "/"))
+        dist = parse_distribution_filename(filename)
+        form = {"name": dist.name, "version": str(dist.version),
+                "filetype": next(k for k, v in FILETYPES.items() if v == dist.kind)}
+        stored = accept_upload(svc, principal, form, filename, content.stream, client_addr=client_addr())
+    except PypiRepoError as exc:
+        status = status_for(exc)
+        return _page("upload.html", 400 if status >= 500 and not isinstance(exc, OSError) else status,
+                     user=principal.display, error=str(exc))
+    from .ui import ui_services
+
+    ui_services().catalog.refresh_project(dist.name)
+    flash(f"Uploaded {filename}." if stored.created else f"{filename} was already stored (identical file).", "ok")
+    return redirect(url_for("ui.project_version", name=dist.name, version=str(dist.version)), 303)
