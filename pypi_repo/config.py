@@ -66,6 +66,8 @@ class Settings:
     # --- ui ---
     public_url: str = ""  # how clients reach this index, shown in snippets; empty: from request
     secret_key: str = ""  # session signing key; empty: generated and kept under data_dir
+    catalog_refresh_s: float = 2.0  # how stale search/dependency data may be (new projects: never)
+    session_hours: int = 12  # a web login lasts this long
     # --- observability ---
     count_downloads: bool = True
     downloads_flush_seconds: int = 1  # how often each worker writes its buffered counts
