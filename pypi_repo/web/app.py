@@ -57,6 +57,9 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
     app.register_blueprint(ops.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(ui.bp)
+    from . import ui_account
+
+    app.register_blueprint(ui_account.bp)  # web login and upload form (sessions, CSRF)
     app.register_blueprint(upload.bp)
     from .. import downloads
     from . import metrics as web_metrics
