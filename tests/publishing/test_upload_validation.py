@@ -7,11 +7,18 @@ import io
 import zipfile
 
 import pytest
-from pubhelpers import PASSWORDS, basic, snapshot, upload_form
+from pubhelpers import PASSWORDS, basic, make_users, snapshot, upload_form
 
 from distbuilder import make_sdist, make_wheel
+from pypi_repo.auth import AuthService
 
 ALICE = basic("alice", PASSWORDS["alice"])
+
+
+@pytest.fixture
+def users(overrides) -> AuthService:
+    """alice, bob (new projects and their own) and carol (every project) in the app's database."""
+    return make_users(overrides)
 
 
 @pytest.fixture
