@@ -29,6 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from packaging.utils import NormalizedName
 
+from . import metrics
 from .config import Settings
 from .db import Database
 from .distfiles import canonical_project_name
@@ -351,6 +352,7 @@ class AuthService:
             return self._authenticate_password(username, password)
         except AuthenticationFailed as exc:
             self._record_failure(username, client_addr, str(exc))
+            metrics.record_auth_failure()
             raise AuthenticationFailed("invalid credentials") from None
 
     def _authenticate_password(self, username: str, password: str) -> Principal:

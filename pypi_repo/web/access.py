@@ -14,6 +14,7 @@ from flask import g, request
 
 from ..auth import Principal
 from ..errors import AuthenticationFailed
+from ..logs import update_request
 from .app import Services, services
 
 __all__ = ["basic_credentials", "request_principal", "require_read_access", "client_addr"]
@@ -49,6 +50,7 @@ def request_principal(svc: Services) -> Principal:
         username, password = basic_credentials()
         principal = svc.auth.authenticate(username, password, client_addr())
     g.principal = principal
+    update_request(user=principal.username)  # the "user" of this request's log lines
     return principal
 
 

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
+from .. import metrics
 from ..errors import InvalidDistribution, PypiRepoError, RateLimited, UploadTooLarge
 from ..uploads import accept_upload
 from .access import client_addr, request_principal, require_read_access
@@ -80,6 +81,7 @@ def legacy_upload() -> Response:
     finally:
         for item in files.values():
             item.close()
+    metrics.record_upload(accepted=True)
     message = "stored" if stored.created else "identical file already stored"
     return Response(f"OK: {message} {stored.path.name}\n", 200, content_type="text/plain; charset=utf-8")
 
@@ -91,6 +93,7 @@ def _reason(message: str) -> str:
 
 
 def upload_error(status: int, message: str) -> Response:
+    metrics.record_upload(accepted=False)
     resp = Response(f"{status} {message}\n", content_type="text/plain; charset=utf-8")
     resp.status = f"{status} {_reason(message)}"
     if status == 401:

@@ -79,6 +79,20 @@ def test_upload_and_auth_counters_are_exported(client):
     assert delta[("pypi_repo_auth_failures_total", ())] == 1
 
 
+def test_refused_upload_counts_an_auth_failure_and_a_rejection(app, client):
+    import base64
+
+    app.extensions["pypi_repo"].auth.add_user("uploader", "right-password-123")
+    before = _samples(client.get("/metrics").text)
+    bad = base64.b64encode(b"uploader:wrong-password").decode()
+    resp = client.post("/", data={":action": "file_upload"}, headers={"Authorization": f"Basic {bad}"})
+    assert resp.status_code == 401
+    after = _samples(client.get("/metrics").text)
+    assert after[("pypi_repo_auth_failures_total", ())] - before.get(("pypi_repo_auth_failures_total", ()), 0) == 1
+    key = ("pypi_repo_uploads_total", (("result", "rejected"),))
+    assert after[key] - before.get(key, 0) == 1
+
+
 def test_unknown_paths_share_one_route_label(client):
     for i in range(5):
         client.get(f"/no/such/path/{i}")
