@@ -61,8 +61,8 @@ def line_chart(points: Sequence[tuple[float, float]], y_format: Callable[[float]
     if not points:
         return None
     pts = list(points)
-    if len(pts) == 1:
-        pts.insert(0, (pts[0][0] - 1, 0))
+    if pts[-1][0] - pts[0][0] < 7:  # too short a history to read: show the last week
+        pts.insert(0, (pts[-1][0] - 7, 0))
     x0, x1 = pts[0][0], pts[-1][0]
     y1 = max(v for _, v in pts) or 1
     inner_w, inner_h = width - pad - 12, height - pad + 16 - 20
@@ -74,10 +74,11 @@ def line_chart(points: Sequence[tuple[float, float]], y_format: Callable[[float]
         return round(20 + inner_h - y / y1 * inner_h, 1)
 
     segs = [f"M{sx(pts[0][0])},{sy(pts[0][1])}"]
-    for (_, prev_y), (x, y) in zip(pts, pts[1:]):
+    for x, y in pts[1:]:
         segs.append(f"H{sx(x)}V{sy(y)}")
     line = "".join(segs)
     area = f"{line}V{sy(0)}H{sx(x0)}Z"
-    x_ticks = tuple((sx(x0 + (x1 - x0) * i / 3), _day_label(x0 + (x1 - x0) * i / 3)) for i in range(4))
+    x_ticks = tuple(dict((_day_label(x0 + (x1 - x0) * i / 3), sx(x0 + (x1 - x0) * i / 3)) for i in range(4)).items())
+    x_ticks = tuple((x, label) for label, x in x_ticks)
     y_ticks = tuple((sy(y1 * i / 4), y_format(y1 * i / 4)) for i in range(5))
     return LineChart(width, height, line, area, x_ticks, y_ticks, y_format(pts[-1][1]))

@@ -82,7 +82,7 @@ def _rst(text: str) -> str | None:
     from docutils.utils import SystemMessage
 
     try:
-        parts = publish_parts(text, writer_name="html5", settings_overrides=_RST_SETTINGS)
+        parts = publish_parts(text, writer="html5", settings_overrides=_RST_SETTINGS)
     except (SystemMessage, ValueError, AttributeError, TypeError, IndexError):
         return None
     return parts.get("body") or None

@@ -82,6 +82,16 @@ def _when_filter(value: Any) -> str:
     return datetime.fromtimestamp(float(value), tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@bp.app_template_filter("duration")
+def _duration_filter(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
     try:
         return max(low, min(high, int(request.args.get(name, default))))
