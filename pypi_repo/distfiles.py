@@ -22,9 +22,12 @@ __all__ = [
     "is_distribution_filename",
     "canonical_project_name",
     "SDIST_SUFFIXES",
+    "DIST_SUFFIXES",
+    "check_basename",
 ]
 
 SDIST_SUFFIXES = (".tar.gz", ".zip")
+DIST_SUFFIXES = (".whl", *SDIST_SUFFIXES)
 MAX_FILENAME_LENGTH = 255
 MAX_NAME_LENGTH = 200
 
@@ -44,7 +47,8 @@ class DistFile:
         return self.kind == "wheel"
 
 
-def _check_basename(filename: str) -> None:
+def check_basename(filename: str) -> None:
+    """Refuse anything but a plain, printable file name (no separators, no leading dot)."""
     if (
         not filename
         or len(filename) > MAX_FILENAME_LENGTH
@@ -60,7 +64,7 @@ def parse_distribution_filename(filename: str) -> DistFile:
 
     Raises :class:`InvalidFilename` for anything else, including path separators.
     """
-    _check_basename(filename)
+    check_basename(filename)
     try:
         if filename.endswith(".whl"):
             name, version, _build, tags = parse_wheel_filename(filename)

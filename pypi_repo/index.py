@@ -5,8 +5,8 @@
    life, not once per process or per request. Deleting this directory loses nothing: it is
    rebuilt on the next request. PEP 658 ``.metadata`` files live beside it.
 2. In memory, per worker: the rendered page bytes (HTML and JSON) with their ETag, in a
-   byte-bounded LRU, valid while the project's directory fingerprint is unchanged
-   (:meth:`PackageStore.project_signature`: a scandir and a stat per file).
+   byte-bounded LRU, valid while the project's fingerprint holds
+   (:meth:`PackageStore.is_fresh`: a stat per directory and per file).
 
 So a request never rescans the tree or re-hashes a file, and a file dropped into the tree
 by hand is on the very next page any worker serves.
@@ -135,14 +135,14 @@ class ProjectIndex:
     # ------------------------------------------------------------------ pages
     def project_page(self, project: NormalizedName, content_type: str, prefix: str = "") -> Page:
         """The rendered project page; raises :class:`ProjectNotFound`."""
-        signature = self.store.project_signature(project)
         key = (project, content_type, prefix)
         page = self._pages.get(key)
-        if page is not None and page.signature == signature:
+        if page is not None and self.store.is_fresh(project, page.signature):
             return page
+        fingerprint = self.store.fingerprint(project)  # before reading: a later change stales it
         detail = self.project_detail(project)
         body = render_project_detail(detail, content_type, prefix)
-        page = Page(body, make_etag(body), content_type, signature)
+        page = Page(body, make_etag(body), content_type, fingerprint)
         self._pages.put(key, page, len(body) + 200)
         return page
 

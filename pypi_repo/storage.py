@@ -15,22 +15,26 @@ import errno
 import hashlib
 import logging
 import os
+import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from .distfiles import DistFile, parse_distribution_filename
+from .distfiles import DIST_SUFFIXES, DistFile, check_basename, parse_distribution_filename
 from .errors import FileExists, FileNotFound, ProjectNotFound, StorageFull, UnsafePath
 
-__all__ = ["PackageStore", "FileEntry", "StoredFile", "YANK_SUFFIX", "atomic_write_bytes", "sha256_file"]
+__all__ = ["PackageStore", "FileEntry", "Fingerprint", "StoredFile", "YANK_SUFFIX", "atomic_write_bytes", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
 YANK_SUFFIX = ".yanked"
 CHUNK = 1024 * 1024
+#: Changes closer than this to a fingerprint could share its timestamps (coarse clocks).
+RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,15 @@ class FileEntry:
     @property
     def stat_key(self) -> tuple[int, int, int]:
         return (self.size, self.mtime_ns, self.inode)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A project's directories and files as ``stat`` saw them (see ``PackageStore.fingerprint``)."""
+
+    dirs: tuple[tuple[str, int, int], ...]  # (path, mtime_ns, inode)
+    files: tuple[tuple[str, int, int, int], ...]  # (path, size, mtime_ns, inode)
+    settled: bool  # every mtime older than RACY_NS when taken
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,7 @@ class PackageStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._root_str = str(self.root)
         self._listing_key: int | None = None
         self._listing: dict[NormalizedName, tuple[str, ...]] = {}
 
@@ -146,28 +160,59 @@ class PackageStore:
             raise ProjectNotFound(f"no project named {project!r}")
         return [self.root / n for n in names]
 
-    def project_signature(self, project: NormalizedName) -> int:
-        """A cheap fingerprint of a project's directory: names, sizes, mtimes, inodes.
+    def fingerprint(self, project: NormalizedName) -> "Fingerprint":
+        """What a project's directories hold, by stat: names, sizes, mtimes, inodes.
 
-        One ``scandir`` and one ``stat`` per entry, no parsing, no hashing: this runs on every
-        request, so files copied in by hand (even over an existing name) show up at once.
-        The value is process-local (``hash``); it keys caches, never ETags.
+        One ``scandir`` and one ``stat`` per entry, no parsing, no hashing. Cached pages keep
+        the fingerprint they were built from and check it with :meth:`is_fresh` on every
+        request, so a file copied in by hand, even over an existing name, shows at once.
         """
-        seen = []
+        now_ns = time.time_ns()
+        dirs, files = [], []
+        settled = True
         for directory in self.project_dirs(project):
+            path = str(directory)
             try:
-                with os.scandir(directory) as it:
+                dst = os.stat(path)
+                with os.scandir(path) as it:
                     for entry in it:
-                        if entry.name[0] != ".":
-                            try:
-                                st = entry.stat()
-                            except OSError:  # removed while we looked
-                                continue
-                            seen.append((entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
+                        if entry.name[0] == ".":
+                            continue
+                        try:
+                            st = entry.stat()
+                        except OSError:  # removed while we looked
+                            continue
+                        files.append((entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+                        settled = settled and now_ns - st.st_mtime_ns > RACY_NS
             except (FileNotFoundError, NotADirectoryError):
                 continue
-        seen.sort()
-        return hash(tuple(seen))
+            dirs.append((path, dst.st_mtime_ns, dst.st_ino))
+            settled = settled and now_ns - dst.st_mtime_ns > RACY_NS
+        files.sort()
+        return Fingerprint(tuple(dirs), tuple(files), settled)
+
+    def is_fresh(self, project: NormalizedName, fp: "Fingerprint") -> bool:
+        """True while nothing in ``fp`` changed: a ``stat`` per directory and per file.
+
+        Directory mtimes catch added, removed and renamed files; file stats catch a file
+        rewritten in place. A fingerprint taken within a clock tick of a change is never
+        trusted (``settled`` is false: the "racy git" rule), so no change can hide in the
+        timestamp granularity.
+        """
+        if not fp.settled or len(fp.dirs) != len(self.projects().get(project, ())):
+            return False
+        try:
+            for path, mtime_ns, ino in fp.dirs:
+                st = os.stat(path)
+                if st.st_mtime_ns != mtime_ns or st.st_ino != ino:
+                    return False
+            for path, size, mtime_ns, ino in fp.files:
+                st = os.stat(path)
+                if st.st_mtime_ns != mtime_ns or st.st_size != size or st.st_ino != ino:
+                    return False
+        except OSError:
+            return False
+        return True
 
     def scan_project(self, project: NormalizedName) -> list[FileEntry]:
         """Stat every distribution file of a project (no hashing): the cheap freshness check."""
@@ -205,16 +250,36 @@ class PackageStore:
 
     def file_path(self, project: NormalizedName, filename: str) -> Path:
         """Path of an existing distribution file; never outside the root."""
+        return self.locate_file(project, filename)[0]
+
+    def locate_file(self, project: NormalizedName, filename: str) -> tuple[Path, os.stat_result]:
+        """Path and stat of an existing distribution file of ``project``.
+
+        The common case (normalized directory) costs one ``stat``; the full file-name parse
+        runs only for the spellings a hand-made tree may use. A name with a separator, a
+        leading dot or another suffix never reaches the file system.
+        """
+        check_basename(filename)
+        if not filename.endswith(DIST_SUFFIXES):
+            raise FileNotFound(f"not a distribution file: {filename!r}")
+        direct = os.path.join(self._root_str, project, filename)
+        try:
+            st = os.stat(direct)
+            if stat.S_ISREG(st.st_mode):
+                return Path(direct), st
+        except (FileNotFoundError, NotADirectoryError):
+            pass
         dist = parse_distribution_filename(filename)
         if dist.name != project:
             raise FileNotFound(f"{filename} does not belong to {project}")
-        direct = self.root / project / filename
-        if direct.is_file():
-            return direct
         for directory in self.project_dirs(project):
             candidate = directory / filename
-            if candidate.is_file():
-                return candidate
+            try:
+                st = os.stat(candidate)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                return candidate, st
         raise FileNotFound(f"no file {filename!r} in project {project!r}")
 
     def iter_all(self) -> Iterator[tuple[NormalizedName, list[FileEntry]]]:
