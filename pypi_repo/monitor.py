@@ -5,7 +5,8 @@ and alert dispatcher injected, so its rules are unit-tested in milliseconds; ``m
 the real ones (an HTTP probe, ``supervisorctl``, the channels of :mod:`pypi_repo.alerts`).
 
 Rules (issue 3): a restart only after ``threshold`` *consecutive* failures (a flapping check
-never restarts on one failure); after a restart a cooldown during which failures are logged
+never restarts on one failure); failures before the first healthy check are not counted for
+one cooldown (the service may be starting alongside the monitor); after a restart a cooldown during which failures are logged
 but not counted, doubled for every further restart within the hour (exponential backoff);
 at most ``max_restarts_per_hour`` restarts, then one "gave up" alert and no more restarts
 until the service is healthy again or the hour has passed.
@@ -16,6 +17,7 @@ Gunicorn master: it sends ``WATCHDOG=1`` only while ``/health`` answers 200.
 from __future__ import annotations
 
 import argparse
+import configparser
 import http.client
 import ipaddress
 import json
@@ -36,6 +38,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
+
+import psutil
 
 from .alerts import Alert, AlertDispatcher, channels_from_settings
 from .config import Settings, load_settings
@@ -171,7 +175,7 @@ def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return CommandResult(False, f"{type(exc).__name__}: {exc}")
-    output = (proc.stdout + proc.stderr).strip()[-1000:]
+    output = "; ".join(line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip())[-1000:]
     if proc.returncode != 0:
         return CommandResult(False, f"exit status {proc.returncode}: {output}")
     return CommandResult(True, output)
@@ -187,14 +191,35 @@ class SupervisorWatch:
 
     @classmethod
     def for_config(cls, conf: str, start_it: bool, timeout: float) -> "SupervisorWatch":
+        pidfile = supervisord_pidfile(Path(conf))
+
         def is_running() -> bool:
-            result = run_command(["supervisorctl", "-c", conf, "pid"], timeout)
-            return result.ok and result.output.strip().isdigit()
+            return _is_supervisord(pidfile)
 
         def start() -> CommandResult:
             return run_command(["supervisord", "-c", conf], timeout)
 
         return cls(is_running, start if start_it else None, f"supervisord ({conf})")
+
+
+def supervisord_pidfile(conf: Path) -> Path:
+    """The ``pidfile`` a supervisor config names (``%(here)s`` expanded), else its default."""
+    parser = configparser.ConfigParser(defaults={"here": str(conf.resolve().parent)}, strict=False)
+    try:
+        parser.read(conf, encoding="utf-8")
+        value = parser.get("supervisord", "pidfile", fallback="supervisord.pid")
+    except (configparser.Error, OSError):
+        value = "supervisord.pid"
+    return conf.resolve().parent / value if not os.path.isabs(value) else Path(value)
+
+
+def _is_supervisord(pidfile: Path) -> bool:
+    """Cheap enough for every check: the pidfile's process exists and is a supervisord."""
+    try:
+        proc = psutil.Process(int(pidfile.read_text().strip()))
+        return proc.status() != psutil.STATUS_ZOMBIE and any("supervisord" in part for part in proc.cmdline())
+    except (OSError, ValueError, psutil.Error):
+        return False
 
 
 class Monitor:
@@ -216,8 +241,11 @@ class Monitor:
         self.gave_up = False
         self.troubled = False  # restarted or gave up since the last healthy check
         self.supervisor_down = False
+        self.start_grace_until: float | None = None  # until the first ok check or one cooldown
 
     def step(self) -> CheckResult:
+        if self.start_grace_until is None:
+            self.start_grace_until = self.clock() + self.policy.cooldown
         self._watch_supervisor()
         result = self.check()
         if result.ok:
@@ -232,16 +260,21 @@ class Monitor:
 
     def _healthy(self, result: CheckResult) -> None:
         if self.failures or self.troubled:
-            log.info("check ok: %s (healthy again after %d failed checks)", result.detail, self.failures)
+            log.info("check ok: %s (healthy again)", result.detail)
         else:
             log.info("check ok: %s", result.detail)
         if self.troubled:
             self.alerts.send(Alert("recovered", f"pypi_repo is healthy again: {result.detail}", "info"))
         self.failures = 0
         self.gave_up = self.troubled = False
+        self.start_grace_until = float("-inf")
 
     def _unhealthy(self, result: CheckResult) -> None:
         now = self.clock()
+        if self.start_grace_until is not None and now < self.start_grace_until:
+            log.warning("check failed: %s (not counted: the service may still be starting, %.0f s left)",
+                        result.detail, self.start_grace_until - now)
+            return
         if now < self.cooldown_until:
             log.warning("check failed: %s (cooldown after restart, %.0f s left: not counted)",
                         result.detail, self.cooldown_until - now)
