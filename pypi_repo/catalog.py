@@ -183,13 +183,16 @@ def build_record(index: ProjectIndex, project: NormalizedName) -> ProjectRecord:
 class Catalog:
     """The incrementally maintained table of :class:`ProjectRecord` (one per worker)."""
 
-    def __init__(self, index: ProjectIndex, data_dir: Path, refresh_s: float = 2.0, sync_limit: int = 64) -> None:
+    def __init__(self, index: ProjectIndex, data_dir: Path, refresh_s: float = 2.0, sync_limit: int = 64,
+                 sweep_limit: int = 2000) -> None:
         self.index = index
         self.store: PackageStore = index.store
         self.db_path = Path(data_dir) / "catalog.sqlite3"
         self.lock_path = Path(data_dir) / "catalog.lock"
         self.refresh_s = refresh_s
         self.sync_limit = sync_limit
+        self.sweep_limit = sweep_limit
+        self._sweep_s = 0.0
         self._records: Mapping[str, ProjectRecord] = MappingProxyType({})
         self._keys: dict[str, str] = {}
         self._generation = 0
@@ -220,33 +223,85 @@ class Catalog:
         return value
 
     # ---------------------------------------------------------------- freshness
+    def _interval(self) -> float:
+        """Re-check at most every ``refresh_s``, and never spend over ~10% of a core on it."""
+        return max(self.refresh_s, 10 * self._sweep_s)
+
     def refresh(self, force: bool = False) -> None:
+        """Bring the table up to date with the tree.
+
+        Small trees (up to ``sweep_limit`` projects) are checked inline. For big ones a
+        request only handles projects that appeared or vanished (the root listing changed);
+        the stat sweep for changed projects runs in a background thread.
+        """
         listing = self.store.projects()
-        if not force and listing is self._listing and time.monotonic() - self._checked < self.refresh_s:
+        listing_changed = listing is not self._listing
+        due = force or time.monotonic() - self._checked >= self._interval()
+        if not (listing_changed or due):
+            return
+        if len(listing) > self.sweep_limit and not force:
+            if listing_changed and self._loaded:
+                self._quick_update(listing)
+            if due or not self._loaded:
+                self._start_sweep()
             return
         if not self._lock.acquire(blocking=force):
             return  # another thread of this worker is refreshing: serve what we have
         try:
-            self._refresh(listing)
+            self._refresh(listing, background=False)
         finally:
             self._lock.release()
 
     def refresh_project(self, project: str) -> None:
         """Rebuild one project's record now (after an upload through this worker)."""
         self.store.projects()
-        self._checked = -1e9
         with self._lock:
             self._build_and_publish([project], self._dir_keys([project]))
 
+    def _quick_update(self, listing: Mapping[str, Any]) -> None:
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            added = [n for n in listing if n not in self._keys and n not in self._pending]
+            removed = [n for n in self._records if n not in listing]
+            if len(added) > self.sync_limit:
+                return  # a bulk copy: the background sweep takes it
+            if removed:
+                self._publish({}, removed, {})
+            if added:
+                keys = self._dir_keys(added)
+                adopted = self._adopt(self._load_rows(added), keys)
+                self._build_and_publish([n for n in added if n not in adopted], keys)
+            self._listing = listing
+        finally:
+            self._lock.release()
+
+    def _start_sweep(self) -> None:
+        if self._builder is not None and self._builder.is_alive():
+            return
+        self._checked = time.monotonic()
+        self._builder = threading.Thread(target=self._sweep_in_background, name="catalog-sweep", daemon=True)
+        self._builder.start()
+
+    def _sweep_in_background(self) -> None:
+        try:
+            with self._lock:
+                self._refresh(self.store.projects(), background=True)
+        except Exception:  # a background failure must not take the worker down
+            log.exception("catalog refresh failed")
+            with self._publish_lock:
+                self._pending.clear()
+
     def _dir_keys(self, names: Iterable[str]) -> dict[str, str]:
         listing = self.store.projects()
+        root = str(self.store.root) + os.sep
         now = time.time_ns()
         keys: dict[str, str] = {}
         for name in names:
             parts = []
             for dirname in listing.get(name, ()):  # type: ignore[call-overload]
                 try:
-                    mtime = os.stat(self.store.root / dirname).st_mtime_ns
+                    mtime = os.stat(root + dirname).st_mtime_ns
                 except OSError:
                     mtime = -1
                 if now - mtime < RACY_NS:
@@ -256,32 +311,51 @@ class Catalog:
             keys[name] = ";".join(parts)
         return keys
 
-    def _refresh(self, listing: Mapping[str, Any]) -> None:
+    def _refresh(self, listing: Mapping[str, Any], background: bool) -> None:
+        started = time.monotonic()
         self._listing = listing
-        self._checked = time.monotonic()
+        self._checked = started
         keys = self._dir_keys(listing)
         removed = [n for n in self._records if n not in listing]
         stale = [n for n, k in keys.items() if not k or self._keys.get(n) != k]
-        if not self._loaded:
-            adopted = self._adopt(self._load_rows(None), keys)
-            self._loaded = True
+        if stale:
+            adopted = self._adopt(self._load_rows(None if not self._loaded else stale), keys)
             stale = [n for n in stale if n not in adopted]
-        elif stale:
-            adopted = self._adopt(self._load_rows(stale), keys)
-            stale = [n for n in stale if n not in adopted]
+        self._loaded = True
         if removed:
             self._publish({}, removed, {})
-        stale = [n for n in stale if n not in self._pending]
+        if background:  # inline sweeps of small trees are cheap; big ones pace themselves
+            self._sweep_s = time.monotonic() - started
         if not stale:
             return
-        if len(stale) <= self.sync_limit:
+        if not background and len(stale) <= self.sync_limit:
             self._build_and_publish(stale, keys)
-        else:
-            with self._publish_lock:
-                self._pending.update(stale)
-            if self._builder is None or not self._builder.is_alive():
-                self._builder = threading.Thread(target=self._background_build, name="catalog-build", daemon=True)
-                self._builder.start()
+            return
+        if not background:
+            self._start_sweep()
+            return
+        with self._publish_lock:
+            self._pending = set(stale)
+        self._build_in_batches(stale)
+
+    def _build_in_batches(self, names: list[str]) -> None:
+        """Index many projects, one worker process at a time, publishing as it goes."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                for start in range(0, len(names), 200):
+                    batch = names[start:start + 200]
+                    keys = self._dir_keys(batch)
+                    adopted = self._adopt(self._load_rows(batch), keys)  # another worker's work
+                    self._build_and_publish([n for n in batch if n not in adopted], keys)
+                    with self._publish_lock:
+                        self._pending.difference_update(batch)
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+                with self._publish_lock:
+                    self._pending.clear()
+        log.info("catalog: %d projects indexed", len(self._records))
 
     def _adopt(self, rows: dict[str, tuple[str, str]], keys: Mapping[str, str]) -> set[str]:
         """Take persisted records whose directory key still matches (work of another worker)."""
@@ -297,28 +371,6 @@ class Catalog:
         if fresh:
             self._publish(fresh, [], fresh_keys)
         return set(fresh)
-
-    def _background_build(self) -> None:
-        """Index the pending projects in batches, one worker process at a time."""
-        try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.lock_path, "a") as lock_file:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)
-                try:
-                    while self._pending:
-                        with self._publish_lock:
-                            batch = sorted(self._pending)[:200]
-                        keys = self._dir_keys(batch)
-                        adopted = self._adopt(self._load_rows(batch), keys)
-                        self._build_and_publish([n for n in batch if n not in adopted], keys)
-                        with self._publish_lock:
-                            self._pending.difference_update(batch)
-                finally:
-                    fcntl.flock(lock_file, fcntl.LOCK_UN)
-        except Exception:  # a background failure must not take the worker down
-            log.exception("catalog build failed")
-            self._pending.clear()
-        log.info("catalog: %d projects indexed", len(self._records))
 
     def _build_and_publish(self, names: list[str], keys: Mapping[str, str]) -> None:
         built: dict[str, ProjectRecord] = {}
