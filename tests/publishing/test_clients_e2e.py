@@ -97,7 +97,7 @@ def test_uv_publish_with_token_then_duplicate(server, tmp_path):
     run(cmd + ["--token", token, *map(str, files)], timeout=60)
     rebuilt = make_wheel(tmp_path / "rebuilt", "gamma", "1.0", summary="rebuilt")
     result = run(cmd + ["--token", token, str(rebuilt)], check=False, timeout=60)
-    assert result.returncode != 0 and "File already exists" in result.stderr
+    assert result.returncode != 0 and "409 File already exists" in " ".join(result.stderr.split())
     skipped = run(cmd + ["--token", token, "--check-url", server.index_url, *map(str, files)], timeout=60)
     assert skipped.stderr.count("already exists, skipping") == 2  # uv's --skip-existing: already there, same hash
     wrong = run(cmd + ["--username", "alice", "--password", "nope-nope", str(files[0])], check=False, timeout=60)
