@@ -90,7 +90,7 @@ then
     "${CTL[@]}" status >&2 || true
     show_logs
     if [ "$STARTED_HERE" = 1 ]; then
-        "${CTL[@]}" shutdown >/dev/null 2>&1 || true
+        "$HERE/stop.sh" >/dev/null 2>&1 || true
         echo "start.sh: stopped the supervisord it had started" >&2
     fi
     exit 1

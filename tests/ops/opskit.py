@@ -85,7 +85,7 @@ class Supervised:
     root: Path
     port: int
     env: dict[str, str]
-    seen_pids: set[int] = field(default_factory=set)
+    seen: dict[int, psutil.Process] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -119,7 +119,7 @@ class Supervised:
         """Note every process of the tree, so the teardown can prove none is left."""
         try:
             top = psutil.Process(self.supervisord_pid())
-            self.seen_pids.update(p.pid for p in [top, *top.children(recursive=True)])
+            self.seen.update((p.pid, p) for p in [top, *top.children(recursive=True)])
         except (OSError, ValueError, psutil.Error):
             pass
 
@@ -153,11 +153,11 @@ class Supervised:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def survivors(self) -> list[psutil.Process]:
+        """Processes of this tree still alive (psutil.Process checks identity, not just the pid)."""
         alive = []
-        for pid in self.seen_pids:
+        for proc in self.seen.values():
             try:
-                proc = psutil.Process(pid)
-                if proc.status() != psutil.STATUS_ZOMBIE and str(self.root) in " ".join(proc.cmdline() + [proc.cwd()]):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
                     alive.append(proc)
             except psutil.Error:
                 pass
@@ -169,19 +169,39 @@ class Supervised:
         for proc in self.survivors():
             proc.send_signal(signal.SIGCONT)  # a test may have stopped it
         self.ctl("shutdown")
-        deadline = time.monotonic() + 30
-        while self.survivors() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        psutil.wait_procs(self.survivors(), timeout=30)
 
     def kill_leftovers(self) -> None:
         for proc in self.survivors():
-            proc.kill()
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
+def stop_whatever_runs(root: Path) -> None:
+    """Teardown safety net: a failed test must not leave its supervisord tree behind."""
+    try:
+        top = psutil.Process(int((root / "run" / "supervisord.pid").read_text()))
+        procs = [top, *top.children(recursive=True)]
+    except (OSError, ValueError, psutil.Error):
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=20)
+    for proc in alive:
+        proc.kill()
 
 
 @pytest.fixture
 def checkout():
     root = make_checkout()
     yield root
+    stop_whatever_runs(root)
     shutil.rmtree(root, ignore_errors=True)
 
 
