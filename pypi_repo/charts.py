@@ -56,7 +56,7 @@ def _day_label(day: float) -> str:
 
 
 def line_chart(points: Sequence[tuple[float, float]], y_format: Callable[[float], str] = str,
-               width: int = 640, height: int = 220, pad: int = 48) -> LineChart | None:
+               width: int = 480, height: int = 200, pad: int = 62) -> LineChart | None:
     """Scale (day, value) points into the chart box; a step line, since totals jump at uploads."""
     if not points:
         return None
