@@ -92,13 +92,29 @@ def _today() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())
 
 
+class UtcDay:
+    """Today's UTC date as ``YYYY-MM-DD``, formatted once a day (strftime per download is
+    measurable); the recorder's default clock."""
+
+    def __init__(self) -> None:
+        self._day = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        day = int(time.time() // 86400)
+        if day != self._day:
+            self._text = time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+            self._day = day
+        return self._text
+
+
 class DownloadRecorder:
     """Buffers download events in memory and writes them to SQLite in batches."""
 
-    def __init__(self, db: Database, flush_seconds: float = 1.0, clock: Callable[[], str] = _today) -> None:
+    def __init__(self, db: Database, flush_seconds: float = 1.0, clock: Callable[[], str] | None = None) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
-        self._clock = clock
+        self._clock = clock or UtcDay()
         self._pending: Counter[tuple[str, str, str, str]] = Counter()
         self._lock = threading.Lock()  # guards _pending
         self._write_lock = threading.Lock()  # one writer at a time per process
