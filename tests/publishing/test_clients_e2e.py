@@ -64,12 +64,13 @@ def test_twine_token_and_no_permission(server, tmp_path):
     _, token = server.auth.create_token("bob", projects=["beta"])
     beta = make_wheel(tmp_path / "beta", "beta", "1.0")
     twine(server, [beta], "__token__", token, path="/legacy", check=True)  # no slash: no redirect either
-    alpha2 = make_wheel(tmp_path / "alpha", "alpha", "2.0")
-    result = twine(server, [alpha2], "bob", PASSWORDS["bob"])
+    twine(server, [make_wheel(tmp_path / "v1", "epsilon", "1.0")], "alice", PASSWORDS["alice"], check=True)
+    theirs = make_wheel(tmp_path / "v2", "epsilon", "2.0")
+    result = twine(server, [theirs], "bob", PASSWORDS["bob"])
     assert result.returncode != 0
     assert "403" in result.stdout + result.stderr
-    assert "bob may not upload to alpha" in result.stdout + result.stderr
-    assert not (server.dirs["packages"] / "alpha" / alpha2.name).exists()
+    assert "bob may not upload to epsilon" in result.stdout + result.stderr
+    assert not (server.dirs["packages"] / "epsilon" / theirs.name).exists()
 
 
 def test_twine_duplicate_is_409_that_skip_existing_recognises(server, tmp_path):
