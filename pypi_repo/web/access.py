@@ -37,12 +37,16 @@ def basic_credentials() -> tuple[str | None, str | None]:
     return auth.username, auth.password
 
 
-def request_principal(svc: Services) -> Principal:
-    """The authenticated principal of this request (cached on ``g``); raises 401/429."""
+def request_principal(svc: Services, *, allow_session: bool = True) -> Principal:
+    """The authenticated principal of this request (cached on ``g``); raises 401/429.
+
+    The upload API passes ``allow_session=False``: a browser's session cookie must never
+    authorize a cross-site POST to it, only explicit Basic credentials do.
+    """
     principal = g.get("principal")
     if principal is not None:
         return principal
-    from_session = svc.extras.get("session_principal")
+    from_session = svc.extras.get("session_principal") if allow_session else None
     principal = from_session() if from_session is not None else None
     if principal is None:
         if not svc.auth.has_users():

@@ -68,7 +68,7 @@ def _parse_form(svc: Services):
 @bp.post("/legacy")
 def legacy_upload() -> Response:
     svc = services()
-    principal = request_principal(svc)
+    principal = request_principal(svc, allow_session=False)
     form, files = _parse_form(svc)
     try:
         if form.get(":action") != "file_upload":
