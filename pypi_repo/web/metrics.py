@@ -60,7 +60,7 @@ def _request_id() -> str:
 def _begin() -> None:
     g.started = time.perf_counter()
     g.request_id = _request_id()
-    g.log_token = bind_request(g.request_id, client=request.remote_addr)
+    g.log_token = bind_request(g.request_id, client=request.remote_addr, route=request.endpoint)
 
 
 def _finish(resp: Response) -> Response:

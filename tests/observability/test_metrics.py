@@ -169,5 +169,5 @@ def test_app_log_records_carry_the_request_id(app, client, caplog):
     finally:
         logger.removeHandler(handler)
     inside, outside = (json.loads(s) for s in seen)
-    assert inside["request_id"] == "probe-1" and inside["client"] == "127.0.0.1"
+    assert inside["request_id"] == "probe-1" and inside["client"] == "127.0.0.1" and inside["route"] == "probe"
     assert "request_id" not in outside
