@@ -130,6 +130,10 @@ def init_app(app: Flask) -> None:
     settings = svc.settings
     if not settings.metrics:
         return
+    if settings.metrics_token or settings.metrics_allow:
+        # /metrics has its own protection then (a Prometheus bearer token cannot also be
+        # Basic credentials); otherwise private mode's read check guards it too.
+        svc.extras["open_endpoints"] = set(svc.extras.get("open_endpoints", ())) | {"metrics.scrape"}
     sync = metrics.CacheStatsSync(lambda: svc.index.cache_stats)
     svc.extras["metrics"] = {
         "allow": _allowed_networks(settings.metrics_allow),

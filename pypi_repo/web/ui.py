@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 from ..catalog import Catalog, CatalogSnapshot, latest_version
 from ..charts import human_bytes, line_chart, upload_history
 from ..deps import analyse_requirements, dependency_graph
+from ..downloads import download_counts
 from ..distfiles import canonical_project_name
 from ..errors import InvalidName, NotFound, ProjectNotFound
 from ..releases import ReleaseViews
@@ -229,6 +230,7 @@ def _release_context(name: str, version: str | None) -> dict[str, Any]:
         versions=versions, files=files, deps=analyse_requirements(view.requires_dist, served),
         used_by=graph.used_by(name), snap=graph.snapshot, index_url=index_url(),
         yanked=chosen in yanked,
+        downloads=download_counts(svc, name) if svc.settings.count_downloads else None,
     )
 
 

@@ -112,6 +112,11 @@ def test_unknown_paths_share_one_route_label(client):
         ({"metrics_allow": "10.0.0.0/8, 127.0.0.1"}, {}, 200),
         ({"metrics_allow": "10.0.0.0/8", "metrics_token": "t"}, {"Authorization": "Bearer t"}, 200),
         ({"metrics": False}, {}, 404),
+        # private index: without its own protection /metrics needs the index's credentials,
+        # with a token it answers the bearer (a Prometheus scrape cannot send both)
+        ({"private": True}, {}, 401),
+        ({"private": True, "metrics_token": "s3cret"}, {"Authorization": "Bearer s3cret"}, 200),
+        ({"private": True, "metrics_token": "s3cret"}, {}, 403),
     ],
 )
 def test_metrics_protection(overrides, settings, headers, status):
