@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
-import json
 import logging
 import os
 import sys
@@ -27,16 +26,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .auth import SCOPES, AuthService, Principal
 from .config import Settings, load_settings
 from .distfiles import canonical_project_name, parse_distribution_filename
-from .errors import ConfigError, InvalidDistribution, InvalidFilename, NotFound, PypiRepoError
-from .index import FileRecord, ProjectIndex
-from .metadata import read_core_metadata
-from .storage import YANK_SUFFIX, FileEntry, PackageStore, sha256_file
+from .errors import ConfigError, InvalidFilename, NotFound, PypiRepoError
+from .index import ProjectIndex
+from .storage import FileEntry, PackageStore
+from .maintenance import reindex, verify_derived
 from .uploads import accept_upload
 
 __all__ = ["main", "build_parser", "CommandRegistry", "CliContext", "EXTENSION_MODULES"]
@@ -278,124 +276,6 @@ def cmd_reindex(args: argparse.Namespace, ctx: CliContext) -> int:
     ctx.auth.audit(ctx.actor, "reindex", "", "local", detail=f"{count} files")
     ctx.say(f"reindexed {count} file(s)")
     return 0
-
-
-# ---------------------------------------------------------------- verify and reindex
-STALE_TEMP_S = 3600  # a .part file younger than this may be an upload in progress
-
-
-@dataclass
-class Problem:
-    kind: str
-    path: Path
-    detail: str = ""
-    fixed: bool = False
-
-
-def _cached_records(index: ProjectIndex, project: str) -> dict[str, FileRecord]:
-    try:
-        doc = json.loads((index.cache_dir / f"{project}.json").read_bytes())
-        return {name: FileRecord.from_json(data) for name, data in doc["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def _verify_project(index: ProjectIndex, project: str, entries: list[FileEntry]) -> tuple[list[Problem], bool]:
-    """Re-hash and re-read every file of a project against its cached index records."""
-    problems: list[Problem] = []
-    rebuild = False
-    cached = _cached_records(index, project)
-    for entry in entries:
-        record = cached.get(entry.filename)
-        try:
-            read_core_metadata(entry.path, entry.dist)
-        except InvalidDistribution as exc:
-            problems.append(Problem("broken archive", entry.path, str(exc)))
-        if record is None:
-            problems.append(Problem("not indexed", entry.path))
-        elif record.stat != entry.stat_key:
-            problems.append(Problem("stale index entry", entry.path, "file changed since it was indexed"))
-        elif (actual := sha256_file(entry.path)) != record.sha256:
-            problems.append(Problem("hash mismatch", entry.path, f"index says {record.sha256}, file is {actual}"))
-        elif record.metadata_sha256 and not index.metadata_path(project, entry.filename).is_file():
-            problems.append(Problem("missing PEP 658 metadata", entry.path))
-        else:
-            continue
-        rebuild = True
-    present = {e.filename for e in entries}
-    for filename in sorted(set(cached) - present):
-        problems.append(Problem("index entry without file", index.cache_dir / f"{project}.json", filename))
-        rebuild = True
-    return problems, rebuild
-
-
-def _verify_tree_orphans(store: PackageStore, fix: bool) -> list[Problem]:
-    """Temp files left by a crash, yank sidecars without their file, empty project directories."""
-    problems: list[Problem] = []
-    names = [n for names in store.projects().values() for n in names]
-    for directory in (store.root / n for n in names):
-        children = list(directory.iterdir())
-        if not children:
-            problems.append(Problem("empty project directory", directory, "", fix))
-            if fix:
-                directory.rmdir()
-        for child in children:
-            if child.name.startswith(".") and child.name.endswith(".part"):
-                old = time.time() - child.stat().st_mtime > STALE_TEMP_S
-                problems.append(Problem("leftover temp file", child, "" if old else "recent: maybe an upload",
-                                        fix and old))
-                if fix and old:
-                    child.unlink()
-            elif child.name.endswith(YANK_SUFFIX) and not child.with_name(child.name[: -len(YANK_SUFFIX)]).exists():
-                problems.append(Problem("yank sidecar without file", child, "", fix))
-                if fix:
-                    child.unlink()
-    return problems
-
-
-def _verify_derived_orphans(store: PackageStore, index: ProjectIndex, fix: bool) -> list[Problem]:
-    """Cache and metadata files of projects or files that are gone."""
-    problems: list[Problem] = []
-    projects = store.projects()
-    for cache in sorted(index.cache_dir.glob("*.json")):
-        if cache.stem not in projects:
-            problems.append(Problem("index cache of a missing project", cache, "", fix))
-            if fix:
-                cache.unlink()
-    for meta in sorted(index.metadata_dir.glob("*/*.metadata")):
-        project, filename = meta.parent.name, meta.name[: -len(".metadata")]
-        exists = project in projects and any((store.root / n / filename).is_file() for n in projects[project])
-        if not exists:
-            problems.append(Problem("metadata of a missing file", meta, "", fix))
-            if fix:
-                meta.unlink()
-    return problems
-
-
-def verify_derived(store: PackageStore, index: ProjectIndex, *, fix: bool = False) -> list[Problem]:
-    """Check every file and all derived data; with ``fix``, rebuild and delete what is wrong."""
-    problems: list[Problem] = []
-    for project, entries in store.iter_all():
-        found, rebuild = _verify_project(index, project, entries)
-        if rebuild and fix:
-            (index.cache_dir / f"{project}.json").unlink(missing_ok=True)
-            index.project_detail(project)
-            for problem in found:
-                problem.fixed = problem.kind != "broken archive"
-        problems += found
-    problems += _verify_tree_orphans(store, fix)
-    problems += _verify_derived_orphans(store, index, fix)
-    return problems
-
-
-def reindex(store: PackageStore, index: ProjectIndex) -> int:
-    """Re-derive hashes and PEP 658 metadata of every file (atomic rewrites: safe while serving)."""
-    count = 0
-    for project, entries in store.iter_all():
-        (index.cache_dir / f"{project}.json").unlink(missing_ok=True)
-        count += len(index.project_detail(project).files)
-    _verify_derived_orphans(store, index, fix=True)
-    return count
 
 
 # ---------------------------------------------------------------- users and tokens

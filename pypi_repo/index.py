@@ -26,7 +26,7 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from .errors import FileNotFound, InvalidDistribution, NotFound
-from .metadata import CoreMetadata, read_core_metadata
+from .metadata import IndexFacts, extract_core_metadata, read_index_facts
 from .model import File, ProjectDetail, ProjectList, format_upload_time
 from .simple_api import render_project_detail, render_project_list
 from .storage import FileEntry, PackageStore, atomic_write_bytes, sha256_file
@@ -188,7 +188,7 @@ class ProjectIndex:
     def file_records(self, project: NormalizedName, entries: list[FileEntry]) -> dict[str, FileRecord]:
         """Records for ``entries``, from the disk cache where the stat still matches."""
         cache_path = self.cache_dir / f"{project}.json"
-        cached = self._load_records(cache_path)
+        cached = self.cached_records(project)
         records: dict[str, FileRecord] = {}
         changed = False
         for entry in entries:
@@ -205,8 +205,9 @@ class ProjectIndex:
                 log.warning("cannot write index cache %s: %s", cache_path, exc)
         return records
 
-    @staticmethod
-    def _load_records(path: Path) -> dict[str, FileRecord]:
+    def cached_records(self, project: str) -> dict[str, FileRecord]:
+        """The records on disk for ``project``, as they are (empty when missing or unreadable)."""
+        path = self.cache_dir / f"{project}.json"
         try:
             doc = json.loads(path.read_bytes())
             if doc.get("format") != CACHE_FORMAT:
@@ -216,27 +217,24 @@ class ProjectIndex:
             return {}
 
     def _derive_record(self, project: str, entry: FileEntry) -> FileRecord:
+        """Hash a file and read its metadata facts: once in the file's life (cached by stat).
+
+        The PEP 658 file itself is written on its first request (:meth:`core_metadata`),
+        so indexing a large tree for the first time writes one small JSON per project.
+        """
         sha256 = sha256_file(entry.path)
-        meta: CoreMetadata | None = None
-        metadata_sha256 = None
+        facts: IndexFacts | None = None
         try:
-            meta = read_core_metadata(entry.path, entry.dist)
+            facts = read_index_facts(entry.path, entry.dist)
         except InvalidDistribution as exc:
             log.warning("%s: no usable core metadata: %s", entry.path, exc)
-        if meta is not None and entry.dist.is_wheel:
-            metadata_sha256 = hashlib.sha256(meta.raw).hexdigest()
-            try:
-                atomic_write_bytes(self.metadata_path(project, entry.filename), meta.raw)
-            except OSError as exc:
-                log.warning("cannot write metadata for %s: %s", entry.path, exc)
-                metadata_sha256 = None
         log.debug("indexed %s", entry.path)
         return FileRecord(
             stat=entry.stat_key,
             sha256=sha256,
-            requires_python=meta.requires_python if meta else None,
-            metadata_sha256=metadata_sha256,
-            summary=meta.summary if meta else None,
+            requires_python=facts.requires_python if facts else None,
+            metadata_sha256=hashlib.sha256(facts.raw).hexdigest() if facts and entry.dist.is_wheel else None,
+            summary=facts.summary if facts else None,
         )
 
     # --------------------------------------------------------------- metadata
@@ -244,7 +242,11 @@ class ProjectIndex:
         return self.metadata_dir / project / f"{filename}.metadata"
 
     def core_metadata(self, project: NormalizedName, filename: str) -> Path:
-        """Path of the PEP 658 metadata file of a wheel, rebuilt if it went missing."""
+        """Path of the PEP 658 metadata file of a wheel, written on first request.
+
+        The file's hash is checked against the index record on every request, so what is
+        served always matches the ``core-metadata`` hash the page advertised.
+        """
         entries = self.store.scan_project(project)
         entry = next((e for e in entries if e.filename == filename and e.dist.is_wheel), None)
         if entry is None:
@@ -253,8 +255,15 @@ class ProjectIndex:
         if record.metadata_sha256 is None:
             raise FileNotFound(f"no core metadata for {filename!r}")
         path = self.metadata_path(project, filename)
-        if not path.is_file():
-            self._derive_record(project, entry)
+        try:
+            current = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            current = None
+        if current != record.metadata_sha256:  # first request, deleted, or from an older file
+            raw = extract_core_metadata(entry.path, entry.dist)
+            if hashlib.sha256(raw).hexdigest() != record.metadata_sha256:  # changed under us
+                raise FileNotFound(f"core metadata of {filename!r} is being re-indexed, retry")
+            atomic_write_bytes(path, raw)
         return path
 
     def warm(self) -> tuple[int, int]:

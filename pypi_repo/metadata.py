@@ -9,7 +9,7 @@ from __future__ import annotations
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
-from email.parser import HeaderParser
+from email.parser import BytesHeaderParser, HeaderParser
 from pathlib import Path
 
 from packaging.metadata import Metadata, parse_email
@@ -19,7 +19,8 @@ from packaging.version import InvalidVersion, Version
 from .distfiles import DistFile
 from .errors import InvalidDistribution
 
-__all__ = ["CoreMetadata", "read_core_metadata", "parse_core_metadata"]
+__all__ = ["CoreMetadata", "IndexFacts", "extract_core_metadata", "read_core_metadata", "read_index_facts",
+           "parse_core_metadata", "validate_metadata_strictly"]
 
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 
@@ -120,23 +121,53 @@ def _sdist_metadata(path: Path, dist: DistFile) -> bytes:
         raise InvalidDistribution(f"not a valid sdist archive: {exc}") from None
 
 
+def extract_core_metadata(path: Path, dist: DistFile) -> bytes:
+    """The raw METADATA (wheel) or PKG-INFO (sdist) bytes; :class:`InvalidDistribution` if broken."""
+    return _wheel_metadata(path, dist) if dist.is_wheel else _sdist_metadata(path, dist)
+
+
+def _check_identity(name: str | None, version: str | None, dist: DistFile) -> None:
+    try:
+        same = bool(name) and canonicalize_name(name) == dist.name and Version(version or "") == dist.version
+    except InvalidVersion:
+        same = False
+    if not same:
+        raise InvalidDistribution(f"metadata says {name} {version}, file name says {dist.name} {dist.version}")
+
+
 def read_core_metadata(path: Path, dist: DistFile) -> CoreMetadata:
-    """Read and check the core metadata of a wheel or sdist.
+    """Read, parse and check the core metadata of a wheel or sdist.
 
     Raises :class:`InvalidDistribution` when the archive is broken or its metadata names
     another project or version than the file name.
     """
-    raw = _wheel_metadata(path, dist) if dist.is_wheel else _sdist_metadata(path, dist)
-    meta = parse_core_metadata(raw)
-    try:
-        same_version = Version(meta.version) == dist.version
-    except InvalidVersion:
-        same_version = False
-    if canonicalize_name(meta.name) != dist.name or not same_version:
-        raise InvalidDistribution(
-            f"metadata says {meta.name} {meta.version}, file name says {dist.name} {dist.version}"
-        )
+    meta = parse_core_metadata(extract_core_metadata(path, dist))
+    _check_identity(meta.name, meta.version, dist)
     return meta
+
+
+@dataclass(frozen=True)
+class IndexFacts:
+    """The few metadata fields a Simple API page needs, and the raw bytes they came from."""
+
+    raw: bytes
+    requires_python: str | None
+    summary: str | None
+
+
+def read_index_facts(path: Path, dist: DistFile) -> IndexFacts:
+    """Like :func:`read_core_metadata`, for the index: headers only, no full parse.
+
+    The stdlib header parser is about half the cost of ``packaging``'s complete parse, and
+    this runs once for every file of a tree the index has not seen before.
+    """
+    raw = extract_core_metadata(path, dist)
+    headers = BytesHeaderParser().parsebytes(raw)
+    _check_identity(headers.get("Name"), headers.get("Version"), dist)
+    requires_python = headers.get("Requires-Python")
+    summary = headers.get("Summary")
+    return IndexFacts(raw, str(requires_python).strip() if requires_python else None,
+                      str(summary).strip() if summary else None)
 
 
 def validate_metadata_strictly(meta: CoreMetadata) -> None:

@@ -95,7 +95,9 @@ def test_verify_reports_and_fixes(cli, packages, repo_dirs, tmp_path):
     doc = json.loads(cache.read_text())
     doc["files"]["demo_pkg-1.0-py3-none-any.whl"]["sha256"] = "0" * 64
     cache.write_text(json.dumps(doc))
-    (repo_dirs["data"] / "metadata" / "demo-pkg" / "demo_pkg-1.0-py3-none-any.whl.metadata").unlink()
+    metadata = repo_dirs["data"] / "metadata" / "demo-pkg" / "demo_pkg-1.0-py3-none-any.whl.metadata"
+    metadata.parent.mkdir(parents=True, exist_ok=True)
+    metadata.write_bytes(b"Metadata-Version: 2.1\nName: something-else\n")
     code, out, _ = cli("verify")
     assert code == 1
     assert "hash mismatch" in out and "yank sidecar without file" in out and "leftover temp file" in out
@@ -103,7 +105,7 @@ def test_verify_reports_and_fixes(cli, packages, repo_dirs, tmp_path):
     assert code == 0, out
     assert cli("verify")[0] == 0
     assert not stale.exists()
-    assert (repo_dirs["data"] / "metadata" / "demo-pkg" / "demo_pkg-1.0-py3-none-any.whl.metadata").is_file()
+    assert b"Name: demo-pkg" in metadata.read_bytes()
     code, out, _ = cli("reindex")
     assert code == 0 and "reindexed 1 file" in out
 

@@ -1,0 +1,140 @@
+"""Checks and repairs of the tree and its derived data (``manage_repo.py verify`` / ``reindex``).
+
+The package tree is the truth; everything under the data directory can be re-derived
+from it. ``verify`` re-hashes every file against the index records and finds what a crash
+or a hand edit can leave behind; ``reindex`` rebuilds the records from scratch.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InvalidDistribution
+from .index import ProjectIndex
+from .metadata import read_core_metadata
+from .storage import YANK_SUFFIX, FileEntry, PackageStore, sha256_file
+
+__all__ = ["Problem", "verify_derived", "reindex", "STALE_TEMP_S"]
+
+STALE_TEMP_S = 3600  # a .part file younger than this may be an upload in progress
+
+
+@dataclass
+class Problem:
+    """One thing ``verify`` found: what, where, and whether ``--fix`` repaired it."""
+
+    kind: str
+    path: Path
+    detail: str = ""
+    fixed: bool = False
+
+
+def _verify_project(index: ProjectIndex, project: str, entries: list[FileEntry]) -> tuple[list[Problem], bool]:
+    """Re-hash and re-read every file of a project against its cached index records."""
+    problems: list[Problem] = []
+    rebuild = False
+    cached = index.cached_records(project)
+    for entry in entries:
+        record = cached.get(entry.filename)
+        try:
+            read_core_metadata(entry.path, entry.dist)
+        except InvalidDistribution as exc:
+            problems.append(Problem("broken archive", entry.path, str(exc)))
+        if record is None:
+            problems.append(Problem("not indexed", entry.path))
+        elif record.stat != entry.stat_key:
+            problems.append(Problem("stale index entry", entry.path, "file changed since it was indexed"))
+        elif (actual := sha256_file(entry.path)) != record.sha256:
+            problems.append(Problem("hash mismatch", entry.path, f"index says {record.sha256}, file is {actual}"))
+        elif record.metadata_sha256 and _stale_metadata(index, project, entry.filename, record.metadata_sha256):
+            problems.append(Problem("stale PEP 658 metadata", index.metadata_path(project, entry.filename)))
+        else:
+            continue
+        rebuild = True
+    present = {e.filename for e in entries}
+    for filename in sorted(set(cached) - present):
+        problems.append(Problem("index entry without file", index.cache_dir / f"{project}.json", filename))
+        rebuild = True
+    return problems, rebuild
+
+
+def _stale_metadata(index: ProjectIndex, project: str, filename: str, expected: str) -> bool:
+    """A written ``.metadata`` file that no longer matches its record (a missing one is fine:
+    it is written on first request)."""
+    try:
+        return hashlib.sha256(index.metadata_path(project, filename).read_bytes()).hexdigest() != expected
+    except FileNotFoundError:
+        return False
+
+
+def _verify_tree_orphans(store: PackageStore, fix: bool) -> list[Problem]:
+    """Temp files left by a crash, yank sidecars without their file, empty project directories."""
+    problems: list[Problem] = []
+    names = [n for names in store.projects().values() for n in names]
+    for directory in (store.root / n for n in names):
+        children = list(directory.iterdir())
+        if not children:
+            problems.append(Problem("empty project directory", directory, "", fix))
+            if fix:
+                directory.rmdir()
+        for child in children:
+            if child.name.startswith(".") and child.name.endswith(".part"):
+                old = time.time() - child.stat().st_mtime > STALE_TEMP_S
+                problems.append(Problem("leftover temp file", child, "" if old else "recent: maybe an upload",
+                                        fix and old))
+                if fix and old:
+                    child.unlink()
+            elif child.name.endswith(YANK_SUFFIX) and not child.with_name(child.name[: -len(YANK_SUFFIX)]).exists():
+                problems.append(Problem("yank sidecar without file", child, "", fix))
+                if fix:
+                    child.unlink()
+    return problems
+
+
+def _verify_derived_orphans(store: PackageStore, index: ProjectIndex, fix: bool) -> list[Problem]:
+    """Cache and metadata files of projects or files that are gone."""
+    problems: list[Problem] = []
+    projects = store.projects()
+    for cache in sorted(index.cache_dir.glob("*.json")):
+        if cache.stem not in projects:
+            problems.append(Problem("index cache of a missing project", cache, "", fix))
+            if fix:
+                cache.unlink()
+    for meta in sorted(index.metadata_dir.glob("*/*.metadata")):
+        project, filename = meta.parent.name, meta.name[: -len(".metadata")]
+        exists = project in projects and any((store.root / n / filename).is_file() for n in projects[project])
+        if not exists:
+            problems.append(Problem("metadata of a missing file", meta, "", fix))
+            if fix:
+                meta.unlink()
+    return problems
+
+
+def verify_derived(store: PackageStore, index: ProjectIndex, *, fix: bool = False) -> list[Problem]:
+    """Check every file and all derived data; with ``fix``, rebuild and delete what is wrong."""
+    problems: list[Problem] = []
+    for project, entries in store.iter_all():
+        found, rebuild = _verify_project(index, project, entries)
+        if rebuild and fix:
+            (index.cache_dir / f"{project}.json").unlink(missing_ok=True)
+            for file in index.project_detail(project).files:
+                if file.core_metadata_sha256:
+                    index.core_metadata(project, file.filename)  # rewrites a stale one
+            for problem in found:
+                problem.fixed = problem.kind != "broken archive"
+        problems += found
+    problems += _verify_tree_orphans(store, fix)
+    problems += _verify_derived_orphans(store, index, fix)
+    return problems
+
+
+def reindex(store: PackageStore, index: ProjectIndex) -> int:
+    """Re-derive hashes and PEP 658 metadata of every file (atomic rewrites: safe while serving)."""
+    count = 0
+    for project, entries in store.iter_all():
+        (index.cache_dir / f"{project}.json").unlink(missing_ok=True)
+        count += len(index.project_detail(project).files)
+    _verify_derived_orphans(store, index, fix=True)
+    return count
