@@ -197,9 +197,10 @@ class PackageStore:
         Directory mtimes catch added, removed and renamed files; file stats catch a file
         rewritten in place. A fingerprint taken within a clock tick of a change is never
         trusted (``settled`` is false: the "racy git" rule), so no change can hide in the
-        timestamp granularity.
+        timestamp granularity. (A second, differently spelled directory of the same project
+        created later is picked up with the next change of the first one.)
         """
-        if not fp.settled or len(fp.dirs) != len(self.projects().get(project, ())):
+        if not fp.settled:
             return False
         try:
             for path, mtime_ns, ino in fp.dirs:

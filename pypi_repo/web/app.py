@@ -52,20 +52,13 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
         auth=AuthService(settings),
     )
 
-    from . import errors, files, ops, simple, ui, upload
-
-    app.register_blueprint(ops.bp)
-    app.register_blueprint(files.bp)
-    app.register_blueprint(ui.bp)
-    from . import ui_account
-
-    app.register_blueprint(ui_account.bp)  # web login and upload form (sessions, CSRF)
-    app.register_blueprint(upload.bp)
     from .. import downloads
-    from . import metrics as web_metrics
+    from . import errors, files, metrics, ops, simple, ui, ui_account, upload
 
-    downloads.init(app.extensions["pypi_repo"])
-    web_metrics.init_app(app)  # request ids, request metrics, /metrics
+    for blueprint in (ops.bp, files.bp, ui.bp, ui_account.bp, upload.bp):
+        app.register_blueprint(blueprint)
+    downloads.init(app.extensions["pypi_repo"])  # counting hook for web/files.py
+    metrics.init_app(app)  # request ids, request metrics, /metrics
     app.register_blueprint(simple.bp)  # last: its /<project>/ alias is the catch-all
     errors.register(app)
     return app

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from flask import (Blueprint, Flask, Response, abort, flash, g, redirect, render_template, request, session,
                    url_for)
-from flask.sessions import SessionMixin
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from ..auth import Principal
 from ..errors import AuthenticationFailed, PypiRepoError, RateLimited
@@ -56,11 +56,22 @@ def _secret_key(data_dir: Path, configured: str) -> bytes:
     return key
 
 
+class CookieOnlySessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, minus the signer set-up on requests with no cookie
+    (every pip, uv and twine request): those get the same empty session, for less."""
+
+    def open_session(self, app: Flask, request):  # type: ignore[override]
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 @bp.record_once
 def _setup(state) -> None:
     app: Flask = state.app
     svc = app.extensions["pypi_repo"]
     app.secret_key = _secret_key(svc.settings.data_dir, svc.settings.secret_key)
+    app.session_interface = CookieOnlySessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME="pypi_repo_session",
         SESSION_COOKIE_HTTPONLY=True,
