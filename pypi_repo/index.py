@@ -25,17 +25,20 @@ from typing import Any
 
 from packaging.utils import NormalizedName
 
+from . import __version__
 from .errors import FileNotFound, InvalidDistribution, NotFound
 from .metadata import IndexFacts, extract_core_metadata, read_index_facts
 from .model import File, ProjectDetail, ProjectList, format_upload_time
-from .simple_api import render_project_detail, render_project_list
-from .storage import FileEntry, PackageStore, atomic_write_bytes, sha256_file
+from .simple_api import JSON_V1, TEXT_HTML, render_project_detail, render_project_list
+from .storage import FileEntry, Fingerprint, PackageStore, atomic_write_bytes, sha256_file
 
 __all__ = ["ProjectIndex", "Page", "FileRecord"]
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+#: Part of every stored page's key: bump when templates or rendering change.
+RENDER_VERSION = f"{__version__}-1"
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class ProjectIndex:
         self.store = store
         self.cache_dir = Path(data_dir) / "index"
         self.metadata_dir = Path(data_dir) / "metadata"
+        self.pages_dir = Path(data_dir) / "pages"
         self._pages = _ByteLRU(page_cache_bytes)
         self._root: dict[tuple[str, str], Page] = {}
         self._root_lock = threading.Lock()
@@ -140,11 +144,32 @@ class ProjectIndex:
         if page is not None and self.store.is_fresh(project, page.signature):
             return page
         fingerprint = self.store.fingerprint(project)  # before reading: a later change stales it
-        detail = self.project_detail(project)
-        body = render_project_detail(detail, content_type, prefix)
+        body = self._rendered_body(project, content_type, prefix, fingerprint)
         page = Page(body, make_etag(body), content_type, fingerprint)
         self._pages.put(key, page, len(body) + 200)
         return page
+
+    def _rendered_body(self, project: NormalizedName, content_type: str, prefix: str, fingerprint: Fingerprint) -> bytes:
+        """The page bytes: from ``<data_dir>/pages/`` when a worker rendered this exact state
+        before (workers share the work, and a page evicted from memory costs a file read, not
+        a render), else rendered now and stored there."""
+        variant = hashlib.blake2b(f"{content_type}|{prefix}".encode(), digest_size=6).hexdigest()
+        path = self.pages_dir / project / f"{variant}-{fingerprint.digest(RENDER_VERSION)}"
+        if fingerprint.settled:
+            try:
+                return path.read_bytes()
+            except OSError:
+                pass
+        body = render_project_detail(self.project_detail(project), content_type, prefix)
+        if fingerprint.settled:  # a racy fingerprint may not describe what was rendered
+            try:
+                atomic_write_bytes(path, body)
+                for old in path.parent.glob(f"{variant}-*"):
+                    if old != path:
+                        old.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot store rendered page %s: %s", path, exc)
+        return body
 
     def project_list_page(self, content_type: str, prefix: str = "") -> Page:
         """The rendered root page, re-rendered only when the set of projects changes."""
@@ -267,7 +292,7 @@ class ProjectIndex:
         return path
 
     def warm(self) -> tuple[int, int]:
-        """Build the on-disk records of every project (hash new files once, write metadata).
+        """Build the on-disk records and default pages of every project (hash new files once).
 
         Run in the background at server start so that the first request for each project
         after a deploy, or after the data directory was wiped, costs a stat, not a hash.
@@ -277,7 +302,9 @@ class ProjectIndex:
         count = 0
         for project in list(self.store.projects()):
             try:
-                self.file_records(project, self.store.scan_project(project))
+                fingerprint = self.store.fingerprint(project)
+                for content_type in (TEXT_HTML, JSON_V1):
+                    self._rendered_body(project, content_type, "", fingerprint)
                 count += 1
             except (NotFound, OSError) as exc:
                 log.warning("warm-up skipped %s: %s", project, exc)

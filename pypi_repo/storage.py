@@ -65,6 +65,11 @@ class Fingerprint:
     files: tuple[tuple[str, int, int, int], ...]  # (path, size, mtime_ns, inode)
     settled: bool  # every mtime older than RACY_NS when taken
 
+    def digest(self, salt: str = "") -> str:
+        """A stable name for this state: equal in every process and across restarts."""
+        text = salt + repr(self.files)
+        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
 
 @dataclass(frozen=True)
 class StoredFile:

@@ -274,3 +274,26 @@ def test_yanked_without_reason_is_true_in_json_and_empty_attribute(client, demo_
     files = {f["filename"]: f for f in client.get("/simple/demo-pkg/?format=json").get_json()["files"]}
     assert files[demo_tree[0].name]["yanked"] is True
     assert 'data-yanked=""' in client.get("/simple/demo-pkg/").data.decode()
+
+
+def _age(*paths, when=FIXED_MTIME):
+    """Move mtimes into the past, as for a tree copied in long ago (a settled fingerprint)."""
+    for p in paths:
+        os.utime(p, (when, when))
+
+
+def test_workers_share_rendered_pages_and_never_serve_a_stale_one(overrides, add_dist, packages, repo_dirs):
+    from pypi_repo import create_app
+
+    first = add_dist("shared-pkg", "1.0")
+    _age(first, first.parent)
+    worker_a, worker_b = create_app(overrides).test_client(), create_app(overrides).test_client()
+    page_a = worker_a.get("/simple/shared-pkg/").data
+    stored = list((repo_dirs["data"] / "pages" / "shared-pkg").iterdir())
+    assert len(stored) == 1 and stored[0].read_bytes() == page_a
+    assert worker_b.get("/simple/shared-pkg/").data == page_a
+    second = add_dist("shared-pkg", "2.0")
+    _age(second, second.parent, when=FIXED_MTIME + 60)  # a settled change (rsync -a) is seen too: the stored page is keyed by state
+    for worker in (worker_a, worker_b):
+        assert b"shared_pkg-2.0-py3-none-any.whl" in worker.get("/simple/shared-pkg/").data
+    assert len(list((repo_dirs["data"] / "pages" / "shared-pkg").iterdir())) == 1  # old state removed
