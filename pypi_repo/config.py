@@ -52,6 +52,7 @@ class Settings:
     log_backups: int = 5
     # --- index and caching ---
     page_cache_mb: int = 48  # rendered Simple API pages kept in memory, per worker
+    file_cache_mb: int = 32  # bodies of small files (<= 512 KiB) kept in memory, per worker; 0: off
     page_max_age: int = 0  # seconds a client may reuse a page without revalidating
     file_max_age: int = 86400  # seconds a client may reuse a file without revalidating
     # --- health ---

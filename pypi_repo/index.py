@@ -18,7 +18,6 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from . import __version__
+from .cache import ByteLRU
 from .errors import FileNotFound, InvalidDistribution, NotFound
 from .metadata import IndexFacts, extract_core_metadata, read_index_facts
 from .model import File, ProjectDetail, ProjectList, format_upload_time
@@ -81,44 +81,6 @@ class FileRecord:
         )
 
 
-class _ByteLRU:
-    """A thread-safe LRU bounded by the total size of its values' bodies."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item[0]
-
-    def put(self, key: Any, value: Any, size: int) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            if size > self.max_bytes:
-                return
-            self._items[key] = (value, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes and self._items:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 def make_etag(body: bytes) -> str:
     """Strong ETag from the bytes: equal on every worker and across restarts."""
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
@@ -132,7 +94,7 @@ class ProjectIndex:
         self.cache_dir = Path(data_dir) / "index"
         self.metadata_dir = Path(data_dir) / "metadata"
         self.pages_dir = Path(data_dir) / "pages"
-        self._pages = _ByteLRU(page_cache_bytes)
+        self._pages = ByteLRU(page_cache_bytes)
         self._root: dict[tuple[str, str], Page] = {}
         self._root_lock = threading.Lock()
 

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from flask import Flask, current_app
 
 from ..auth import AuthService
+from ..cache import FileBodyCache
 from ..config import Settings, load_settings
 from ..health import HealthChecker
 from ..index import ProjectIndex
@@ -26,6 +27,7 @@ class Services:
     index: ProjectIndex
     health: HealthChecker
     auth: AuthService
+    file_bodies: FileBodyCache | None = None
     started_at: float = field(default_factory=time.time)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -50,10 +52,14 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
         index=ProjectIndex(store, settings.data_dir, settings.page_cache_mb * 1024 * 1024),
         health=HealthChecker(settings, store),
         auth=AuthService(settings),
+        file_bodies=FileBodyCache(settings.file_cache_mb * 1024 * 1024) if settings.file_cache_mb > 0 else None,
     )
 
     from .. import downloads
-    from . import errors, files, metrics, ops, simple, ui, ui_account, upload
+    from . import access, errors, files, metrics, ops, simple, ui, ui_account, upload
+
+    if settings.private:  # reads need credentials; a public index pays nothing for the check
+        app.before_request(access.require_read_access)
 
     for blueprint in (ops.bp, files.bp, ui.bp, ui_account.bp, upload.bp):
         app.register_blueprint(blueprint)

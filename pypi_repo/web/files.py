@@ -1,8 +1,8 @@
 """Distribution files and their PEP 658 core metadata: ``/packages/<project>/<filename>``.
 
-A plain GET (what pip and uv send) is answered from one ``stat``: the body goes to
-Gunicorn's sendfile through ``wsgi.file_wrapper``, the ETag is derived from the stat and so
-equal on every worker, and ``If-None-Match`` gives a 304. Requests with Range or date
+A plain GET (what pip and uv send) is answered from one ``stat``: a small file from the
+in-memory body cache (``file_cache_mb``), a large one through Gunicorn's sendfile; the ETag
+is derived from the stat and so equal on every worker, and ``If-None-Match`` gives a 304. Requests with Range or date
 conditions go through werkzeug's ``send_file``, which implements them in full (206/416).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from functools import lru_cache
 from flask import Blueprint, Response, request, send_file
 from werkzeug.wsgi import wrap_file
 
+from ..cache import FileBodyCache, stat_key
 from ..distfiles import canonical_project_name
 from ..errors import FileNotFound, InvalidFilename, InvalidName
 from .app import services
@@ -45,28 +46,55 @@ def http_date(seconds: int) -> str:
     return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(seconds))
 
 
+def _body(path: os.PathLike, st: os.stat_result, environ: dict, bodies: FileBodyCache | None):
+    """The response body and the stat that describes it.
+
+    A cached copy when the stat still matches; else the file is opened and ``fstat``-ed, so
+    the headers describe the bytes sent even if the file was replaced since the ``stat``.
+    Small files are read and cached; large ones go to Gunicorn's sendfile.
+    """
+    key = stat_key(st)
+    if bodies is not None:
+        cached = bodies.get(str(path), key)
+        if cached is not None:
+            return cached, st
+    fh = open(path, "rb")
+    opened = os.fstat(fh.fileno())
+    if bodies is not None and opened.st_size <= bodies.max_file_bytes:
+        with fh:
+            data = fh.read()
+        if len(data) == opened.st_size:
+            bodies.put(str(path), stat_key(opened), data)
+        return data, opened
+    return wrap_file(environ, fh), opened
+
+
+def _headers(st: os.stat_result, max_age: int, download_name: str | None) -> list[tuple[str, str]]:
+    headers = [
+        ("ETag", f'"{file_etag(st)}"'),
+        ("Last-Modified", http_date(int(st.st_mtime))),
+        ("Cache-Control", f"public, max-age={max_age}"),
+        ("Accept-Ranges", "bytes"),
+    ]
+    if download_name:
+        headers.append(("Content-Disposition", f'attachment; filename="{download_name}"'))
+    return headers
+
+
 def serve_file(path: os.PathLike, st: os.stat_result, mimetype: str, max_age: int,
-               download_name: str | None = None) -> Response:
-    etag = file_etag(st)
+               download_name: str | None = None, bodies: FileBodyCache | None = None) -> Response:
     environ = request.environ
     if any(h in environ for h in _SLOW_PATH_HEADERS):
-        resp = send_file(path, mimetype=mimetype, conditional=True, etag=etag, max_age=max_age,
+        resp = send_file(path, mimetype=mimetype, conditional=True, etag=file_etag(st), max_age=max_age,
                          download_name=download_name, last_modified=st.st_mtime)
         resp.headers["Accept-Ranges"] = "bytes"
         return resp
-    headers = {
-        "ETag": f'"{etag}"',
-        "Last-Modified": http_date(int(st.st_mtime)),
-        "Cache-Control": f"public, max-age={max_age}",
-        "Accept-Ranges": "bytes",
-    }
-    if download_name:
-        headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
-    if "HTTP_IF_NONE_MATCH" in environ and request.if_none_match.contains(etag):
-        return Response(status=304, headers=headers)
-    headers["Content-Length"] = str(st.st_size)
-    body = wrap_file(environ, open(path, "rb"))
-    return Response(body, mimetype=mimetype, headers=headers, direct_passthrough=True)
+    if "HTTP_IF_NONE_MATCH" in environ and request.if_none_match.contains(file_etag(st)):
+        return Response(status=304, headers=_headers(st, max_age, download_name))
+    body, described = _body(path, st, environ, bodies)
+    headers = _headers(described, max_age, download_name)
+    headers.append(("Content-Length", str(described.st_size)))
+    return Response(body, content_type=mimetype, headers=headers, direct_passthrough=True)
 
 
 @bp.get("/packages/<project>/<filename>")
@@ -81,7 +109,8 @@ def download(project: str, filename: str) -> Response:
         path, st = svc.store.locate_file(canonical, filename)
     except (InvalidName, InvalidFilename):
         raise FileNotFound(f"no file {filename[:100]!r}") from None
-    resp = serve_file(path, st, content_type_for(filename), max_age, download_name=filename)
+    resp = serve_file(path, st, content_type_for(filename), max_age, download_name=filename,
+                      bodies=svc.file_bodies)
     if request.method == "GET" and resp.status_code in (200, 206):
         hook = svc.extras.get("on_download")
         if hook is not None:

@@ -14,7 +14,7 @@ import os
 import re
 import time
 
-from flask import Blueprint, Flask, Response, abort, g, request
+from flask import Blueprint, Flask, Response, abort, request
 
 from .. import metrics
 from ..health import tree_summary
@@ -50,42 +50,51 @@ class _RequestIds:
 _ids = _RequestIds()
 
 
-def _request_id() -> str:
-    incoming = request.environ.get(_REQUEST_ID_ENVIRON)  # cheaper than request.headers
-    if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
-        return incoming
-    return _ids.new()
+_STARTED = "pypi_repo.started"
+_REQUEST_ID = "pypi_repo.request_id"
+_LOG_TOKEN = "pypi_repo.log_token"
 
 
 def _begin() -> None:
-    g.started = time.perf_counter()
-    g.request_id = _request_id()
-    g.log_token = bind_request(g.request_id, client=request.remote_addr, route=request.endpoint)
+    """Before every request: a clock read, the request id, the logging context.
+
+    State lives in the WSGI environ (one proxy lookup per hook, not one per field)."""
+    environ = request.environ
+    incoming = environ.get("HTTP_X_REQUEST_ID")
+    request_id = incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else _ids.new()
+    environ[_STARTED] = time.perf_counter()
+    environ[_REQUEST_ID] = request_id
+    environ[_LOG_TOKEN] = bind_request(request_id, client=environ.get("REMOTE_ADDR"),
+                                       route=request.endpoint)
 
 
 def _finish(resp: Response) -> Response:
-    resp.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    resp.headers[REQUEST_ID_HEADER] = request.environ.get(_REQUEST_ID, "")
     return resp
 
 
 def _teardown(_exc: BaseException | None) -> None:
-    token = g.pop("log_token", None)
+    token = request.environ.pop(_LOG_TOKEN, None)
     if token is not None:
         unbind_request(token)
 
 
-def _make_measure(sync: metrics.CacheStatsSync):
-    def measure(resp: Response) -> Response:
-        started = g.get("started")
+def _make_finish_and_measure(sync: metrics.CacheStatsSync):
+    """``_finish`` plus the request counter and latency histogram, in one hook."""
+    def finish_and_measure(resp: Response) -> Response:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        environ = req.environ
+        resp.headers[REQUEST_ID_HEADER] = environ.get(_REQUEST_ID, "")
+        started = environ.get(_STARTED)
         if started is not None:
             now = time.perf_counter()
-            rule = request.url_rule
+            rule = req.url_rule
             route = rule.endpoint if rule is not None else "unmatched"
-            metrics.record_request(route, request.method, resp.status_code, now - started)
+            metrics.record_request(route, req.method, resp.status_code, now - started)
             sync.maybe_sync(now)
         return resp
 
-    return measure
+    return finish_and_measure
 
 
 def _allowed_networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -124,11 +133,11 @@ def scrape() -> Response:
 def init_app(app: Flask) -> None:
     """Request ids always; request metrics and ``/metrics`` when ``Settings.metrics`` is on."""
     app.before_request(_begin)
-    app.after_request(_finish)
     app.teardown_request(_teardown)
     svc = app.extensions["pypi_repo"]
     settings = svc.settings
     if not settings.metrics:
+        app.after_request(_finish)
         return
     if settings.metrics_token or settings.metrics_allow:
         # /metrics has its own protection then (a Prometheus bearer token cannot also be
@@ -143,7 +152,7 @@ def init_app(app: Flask) -> None:
             metrics.ServiceCollector(svc.started_at),
         ],
     }
-    app.after_request(_make_measure(sync))
+    app.after_request(_make_finish_and_measure(sync))
     app.register_blueprint(bp)
 
 

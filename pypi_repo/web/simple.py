@@ -18,30 +18,32 @@ bp = Blueprint("simple", __name__)
 
 def negotiated_type() -> str:
     """The response type for this request (raises NotAcceptable -> 406)."""
-    return choose_content_type(request.headers.get("Accept"), request.args.get("format"))
+    environ = request.environ
+    format_param = request.args.get("format") if environ.get("QUERY_STRING") else None
+    return choose_content_type(environ.get("HTTP_ACCEPT"), format_param)
 
 
-def page_response(page: Page) -> Response:
+def page_response(page: Page, max_age: int) -> Response:
     """A cached page as a response: ETag, 304 on revalidation, ``Vary: Accept``.
 
     Only ``If-None-Match`` is honoured (pages have no stable Last-Modified); werkzeug's
     general ``make_conditional`` costs more than the rest of the request.
     """
-    headers = {
-        "ETag": page.etag,
-        "Vary": "Accept",
-        "Cache-Control": f"max-age={services().settings.page_max_age}, must-revalidate",
-    }
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match and request.if_none_match.contains_weak(page.etag.strip('"')):
+    headers = [
+        ("ETag", page.etag),
+        ("Vary", "Accept"),
+        ("Cache-Control", f"max-age={max_age}, must-revalidate"),
+    ]
+    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(page.etag.strip('"')):
         return Response(status=304, headers=headers)
     return Response(page.body, content_type=page.content_type, headers=headers)
 
 
 @bp.get("/simple/")
 def project_list() -> Response:
-    page = services().index.project_list_page(negotiated_type(), request.script_root)
-    return page_response(page)
+    svc = services()
+    page = svc.index.project_list_page(negotiated_type(), request.script_root)
+    return page_response(page, svc.settings.page_max_age)
 
 
 def _project(name: str, endpoint: str) -> Response:
@@ -54,9 +56,9 @@ def _project(name: str, endpoint: str) -> Response:
         if request.query_string:
             target += "?" + request.query_string.decode("latin-1")
         return redirect(target, 301)
-    content_type = negotiated_type()
-    page = services().index.project_page(canonical, content_type, request.script_root)
-    return page_response(page)
+    svc = services()
+    page = svc.index.project_page(canonical, negotiated_type(), request.script_root)
+    return page_response(page, svc.settings.page_max_age)
 
 
 @bp.get("/simple/<name>/")

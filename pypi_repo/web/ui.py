@@ -123,7 +123,8 @@ def home() -> Response:
     accept = request.headers.get("Accept")
     if request.args.get("format") or (accept and choose_content_type(accept) in (JSON_V1, HTML_V1)):
         kind = choose_content_type(accept, request.args.get("format"))
-        return page_response(services().index.project_list_page(kind, request.script_root))
+        svc = services()
+        return page_response(svc.index.project_list_page(kind, request.script_root), svc.settings.page_max_age)
     ui = ui_services()
     snap = ui.catalog.snapshot()
     return html(

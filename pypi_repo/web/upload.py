@@ -22,12 +22,11 @@ from werkzeug.formparser import FormDataParser
 from .. import metrics
 from ..errors import InvalidDistribution, PypiRepoError, RateLimited, UploadTooLarge
 from ..uploads import accept_upload
-from .access import client_addr, request_principal, require_read_access
+from .access import client_addr, request_principal
 from .app import Services, services
 from .errors import status_for
 
 bp = Blueprint("upload", __name__)
-bp.before_app_request(require_read_access)
 
 MIB = 1024 * 1024
 FORM_OVERHEAD = 16 * MIB  # the non-file fields (long descriptions) on top of the file

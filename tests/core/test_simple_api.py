@@ -297,3 +297,28 @@ def test_workers_share_rendered_pages_and_never_serve_a_stale_one(overrides, add
     for worker in (worker_a, worker_b):
         assert b"shared_pkg-2.0-py3-none-any.whl" in worker.get("/simple/shared-pkg/").data
     assert len(list((repo_dirs["data"] / "pages" / "shared-pkg").iterdir())) == 1  # old state removed
+
+
+def test_file_replaced_under_the_same_name_is_served_new_with_a_new_etag(client, demo_tree):
+    """The in-memory body cache is keyed by the stat: a replaced file is never served stale."""
+    url = "/packages/demo-pkg/demo_pkg-1.0.tar.gz"
+    first = client.get(url)
+    assert client.get(url).data == first.data  # second answer from the cache
+    replacement = demo_tree[1].with_name(".swap")
+    replacement.write_bytes(b"new bytes of another build")
+    os.replace(replacement, demo_tree[1])
+    again = client.get(url)
+    assert again.data == b"new bytes of another build"
+    assert again.headers["ETag"] != first.headers["ETag"]
+    assert int(again.headers["Content-Length"]) == len(again.data)
+
+
+def test_large_files_stream_without_the_body_cache(overrides, packages):
+    from pypi_repo import create_app
+
+    big = packages / "big-pkg" / "big_pkg-1.0.tar.gz"
+    big.parent.mkdir()
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    resp = create_app({**overrides, "file_cache_mb": 4}).test_client().get("/packages/big-pkg/big_pkg-1.0.tar.gz")
+    assert resp.status_code == 200 and resp.data == big.read_bytes()
+    assert resp.headers["Content-Length"] == str(2 * 1024 * 1024)
