@@ -34,8 +34,8 @@ class Settings:
     logs_dir: Path = Path("logs")
     config: Path | None = None
     # --- gunicorn (gunicorn.conf.py reads these) ---
-    workers: int = 0  # 0: sized from the CPU count
-    threads: int = 4
+    workers: int = 0  # 0: CPU count + 1
+    threads: int = 2
     worker_class: str = "gthread"
     timeout: int = 60
     graceful_timeout: int = 30
