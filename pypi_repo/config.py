@@ -34,8 +34,8 @@ class Settings:
     logs_dir: Path = Path("logs")
     config: Path | None = None
     # --- gunicorn (gunicorn.conf.py reads these) ---
-    workers: int = 0  # 0: CPU count + 1
-    threads: int = 2
+    workers: int = 0  # 0: the CPU count, at least 2
+    threads: int = 4
     worker_class: str = "gthread"
     timeout: int = 60
     graceful_timeout: int = 30
@@ -51,8 +51,8 @@ class Settings:
     log_max_bytes: int = 20 * 1024 * 1024
     log_backups: int = 5
     # --- index and caching ---
-    page_cache_mb: int = 48  # rendered Simple API pages kept in memory, per worker
-    file_cache_mb: int = 32  # bodies of small files (<= 512 KiB) kept in memory, per worker; 0: off
+    page_cache_mb: int = 12  # rendered Simple API pages kept in memory, per worker (all are on disk too)
+    file_cache_mb: int = 8  # bodies of small files (<= 512 KiB) kept in memory, per worker; 0: off
     page_max_age: int = 0  # seconds a client may reuse a page without revalidating
     file_max_age: int = 86400  # seconds a client may reuse a file without revalidating
     # --- health ---
