@@ -51,12 +51,17 @@ def client_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def repo_dirs(tmp_path: Path) -> dict[str, Path]:
-    dirs = {name: tmp_path / name for name in ("packages", "data", "logs")}
+def make_repo_dirs(base: Path) -> dict[str, Path]:
+    """Empty packages/, data/ and logs/ directories under ``base``."""
+    dirs = {name: base / name for name in ("packages", "data", "logs")}
     for d in dirs.values():
         d.mkdir()
     return dirs
+
+
+@pytest.fixture
+def repo_dirs(tmp_path: Path) -> dict[str, Path]:
+    return make_repo_dirs(tmp_path)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, pip, run, start_server, uv_bin
+from conftest import ROOT, make_repo_dirs, pip, run, start_server, uv_bin
 from distbuilder import make_sdist, make_wheel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("core-e2e")]
@@ -22,10 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("core-e2e")]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("e2e")
-    dirs = {n: base / n for n in ("packages", "data", "logs")}
-    for d in dirs.values():
-        d.mkdir()
+    dirs = make_repo_dirs(tmp_path_factory.mktemp("e2e"))
     pk = dirs["packages"]
     shutil.copytree(ROOT / "packages" / "payo-cli", pk / "payo-cli")
     # chain: app-top -> mid-lib -> leaf-lib

@@ -11,7 +11,7 @@ import requests
 from pubhelpers import PASSWORDS, make_users, snapshot
 from twine.commands.upload import skip_upload
 
-from conftest import pip, run, start_server, uv_bin
+from conftest import make_repo_dirs, pip, run, start_server, uv_bin
 from distbuilder import make_sdist, make_wheel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("publishing-live")]
@@ -19,10 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("publishing-live")]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("publish-live")
-    dirs = {name: base / name for name in ("packages", "data", "logs")}
-    for d in dirs.values():
-        d.mkdir()
+    dirs = make_repo_dirs(tmp_path_factory.mktemp("publish-live"))
     auth = make_users({"packages_dir": str(dirs["packages"]), "data_dir": str(dirs["data"]),
                        "logs_dir": str(dirs["logs"]), "argon2_time_cost": 1, "argon2_memory_kib": 8})
     live = start_server(dirs)

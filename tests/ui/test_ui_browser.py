@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, client_env, start_server
+from conftest import ROOT, client_env, make_repo_dirs, start_server
 from distbuilder import make_sdist, make_wheel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ui-browser")]
@@ -35,10 +35,7 @@ PASSWORD = "browser-pass-123"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ui-e2e")
-    dirs = {name: base / name for name in ("packages", "data", "logs")}
-    for d in dirs.values():
-        d.mkdir()
+    dirs = make_repo_dirs(tmp_path_factory.mktemp("ui-e2e"))
     pkgs = dirs["packages"]
     make_wheel(pkgs / "payo-cli", "payo-cli", "1.2.0", summary="Payments from the command line",
                requires_dist=["helper-lib>=0.1", "requests>=2"], requires_python=">=3.9",
