@@ -111,12 +111,16 @@ class ProjectIndex:
         self._pages.put(key, page, len(body) + 200)
         return page
 
+    def _page_path(self, project: str, content_type: str, prefix: str, fingerprint: Fingerprint) -> Path:
+        variant = hashlib.blake2b(f"{content_type}|{prefix}".encode(), digest_size=6).hexdigest()
+        return self.pages_dir / project / f"{variant}-{fingerprint.digest(RENDER_VERSION)}"
+
     def _rendered_body(self, project: NormalizedName, content_type: str, prefix: str, fingerprint: Fingerprint) -> bytes:
         """The page bytes: from ``<data_dir>/pages/`` when a worker rendered this exact state
         before (workers share the work, and a page evicted from memory costs a file read, not
         a render), else rendered now and stored there."""
-        variant = hashlib.blake2b(f"{content_type}|{prefix}".encode(), digest_size=6).hexdigest()
-        path = self.pages_dir / project / f"{variant}-{fingerprint.digest(RENDER_VERSION)}"
+        path = self._page_path(project, content_type, prefix, fingerprint)
+        variant = path.name.split("-", 1)[0]
         if fingerprint.settled:
             try:
                 return path.read_bytes()
@@ -266,7 +270,9 @@ class ProjectIndex:
             try:
                 fingerprint = self.store.fingerprint(project)
                 for content_type in (TEXT_HTML, JSON_V1):
-                    self._rendered_body(project, content_type, "", fingerprint)
+                    stored = self._page_path(project, content_type, "", fingerprint)
+                    if not (fingerprint.settled and stored.exists()):  # known state: nothing to do
+                        self._rendered_body(project, content_type, "", fingerprint)
                 count += 1
             except (NotFound, OSError) as exc:
                 log.warning("warm-up skipped %s: %s", project, exc)

@@ -322,3 +322,21 @@ def test_large_files_stream_without_the_body_cache(overrides, packages):
     resp = create_app({**overrides, "file_cache_mb": 4}).test_client().get("/packages/big-pkg/big_pkg-1.0.tar.gz")
     assert resp.status_code == 200 and resp.data == big.read_bytes()
     assert resp.headers["Content-Length"] == str(2 * 1024 * 1024)
+
+
+def test_warm_up_indexes_and_prerenders_once(overrides, add_dist, repo_dirs):
+    from pathlib import Path
+
+    from pypi_repo.index import ProjectIndex
+    from pypi_repo.storage import PackageStore
+
+    wheel = add_dist("warm-pkg", "1.0")
+    _age(wheel, wheel.parent)
+    index = ProjectIndex(PackageStore(Path(overrides["packages_dir"])), Path(overrides["data_dir"]))
+    assert index.warm()[0] == 1
+    pages = sorted((repo_dirs["data"] / "pages" / "warm-pkg").iterdir())
+    assert len(pages) == 2  # HTML and JSON
+    stamps = [p.stat().st_mtime_ns for p in pages]
+    assert index.warm()[0] == 1
+    assert [p.stat().st_mtime_ns for p in sorted((repo_dirs["data"] / "pages" / "warm-pkg").iterdir())] == stamps
+    assert (repo_dirs["data"] / "index" / "warm-pkg.json").is_file()
