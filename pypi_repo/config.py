@@ -51,8 +51,8 @@ class Settings:
     log_max_bytes: int = 20 * 1024 * 1024
     log_backups: int = 5
     # --- index and caching ---
-    page_cache_mb: int = 12  # rendered Simple API pages kept in memory, per worker (all are on disk too)
-    file_cache_mb: int = 8  # bodies of small files (<= 512 KiB) kept in memory, per worker; 0: off
+    page_cache_mb: int = 8  # rendered Simple API pages kept in memory, per worker (all are on disk too)
+    file_cache_mb: int = 4  # bodies of small files (<= 512 KiB) kept in memory, per worker; 0: off
     page_max_age: int = 0  # seconds a client may reuse a page without revalidating
     file_max_age: int = 86400  # seconds a client may reuse a file without revalidating
     # --- health ---

@@ -257,7 +257,7 @@ class ProjectIndex:
             atomic_write_bytes(path, raw)
         return path
 
-    def warm(self) -> tuple[int, int]:
+    def warm(self, shard: int = 0, shards: int = 1) -> tuple[int, int]:
         """Build the on-disk records and default pages of every project (hash new files once).
 
         Run in the background at server start so that the first request for each project
@@ -266,7 +266,9 @@ class ProjectIndex:
         """
         started = time.monotonic()
         count = 0
-        for project in list(self.store.projects()):
+        for position, project in enumerate(list(self.store.projects())):
+            if position % shards != shard:  # several processes split the tree
+                continue
             try:
                 fingerprint = self.store.fingerprint(project)
                 for content_type in (TEXT_HTML, JSON_V1):
