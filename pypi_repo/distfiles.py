@@ -19,7 +19,6 @@ from .errors import InvalidFilename, InvalidName
 __all__ = [
     "DistFile",
     "parse_distribution_filename",
-    "is_distribution_filename",
     "canonical_project_name",
     "SDIST_SUFFIXES",
     "DIST_SUFFIXES",
@@ -75,14 +74,6 @@ def parse_distribution_filename(filename: str) -> DistFile:
     except (InvalidWheelFilename, InvalidSdistFilename) as exc:
         raise InvalidFilename(str(exc)) from None
     raise InvalidFilename(f"not a wheel or sdist file name: {filename!r}")
-
-
-def is_distribution_filename(filename: str) -> bool:
-    try:
-        parse_distribution_filename(filename)
-    except InvalidFilename:
-        return False
-    return True
 
 
 def canonical_project_name(name: str) -> NormalizedName:

@@ -28,7 +28,6 @@ __all__ = [
     "RequestContextFilter",
     "bind_request",
     "configure_logging",
-    "current_request_id",
     "logging_config",
     "unbind_request",
     "update_request",
@@ -58,11 +57,6 @@ def update_request(**fields: Any) -> None:
 
 def unbind_request(token: Token) -> None:
     _REQUEST.reset(token)
-
-
-def current_request_id() -> str | None:
-    current = _REQUEST.get()
-    return None if current is None else current.get("request_id")
 
 
 class RequestContextFilter(logging.Filter):

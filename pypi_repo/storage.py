@@ -418,11 +418,3 @@ class PackageStore:
             _unlink_quietly(sidecar)
         else:
             atomic_write_bytes(sidecar, reason.encode("utf-8"))
-
-    def safe_child(self, *parts: str) -> Path:
-        """Join ``parts`` under the root, refusing anything that would escape it."""
-        candidate = self.root.joinpath(*parts).resolve()
-        root = self.root.resolve()
-        if candidate != root and root not in candidate.parents:
-            raise UnsafePath("path leaves the package root")
-        return candidate
