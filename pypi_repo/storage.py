@@ -35,6 +35,8 @@ YANK_SUFFIX = ".yanked"
 CHUNK = 1024 * 1024
 #: Changes closer than this to a fingerprint could share its timestamps (coarse clocks).
 RACY_NS = 2_000_000_000
+#: While the root's mtime is that young, its listing is re-read at most this often.
+RELIST_NS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class PackageStore:
         self._root_str = str(self.root)
         self._listing_key: int | None = None
         self._listing: dict[NormalizedName, tuple[str, ...]] = {}
+        self._listed_at = 0
+        self._listing_racy = False
 
     # ----------------------------------------------------------------- reading
     def root_mtime_ns(self) -> int:
@@ -138,26 +142,39 @@ class PackageStore:
         """Map of normalized project name to the directory names that hold it.
 
         Hand-made directories need not be normalized (``mkdir Payo_CLI``); two spellings of
-        one name are merged. Re-read only when the root directory's mtime changes.
+        one name are merged. Re-read when the root directory's mtime changes, and, while
+        that mtime is younger than the clock granularity allows to trust (the "racy" rule
+        of :meth:`is_fresh`), at most every ``RELIST_NS``: a project created in the same
+        tick as the last listing still shows within milliseconds. An unchanged listing
+        keeps its identity, so pages built from it stay cached.
         """
         key = self.root_mtime_ns()
-        if key != self._listing_key:
-            listing: dict[NormalizedName, list[str]] = {}
-            try:
-                with os.scandir(self.root) as it:
-                    for entry in it:
-                        if entry.name.startswith(".") or not entry.is_dir():
-                            continue
-                        try:
-                            name = canonicalize_name(entry.name, validate=True)
-                        except ValueError:
-                            continue
-                        listing.setdefault(name, []).append(entry.name)
-            except FileNotFoundError:
-                pass
-            self._listing = {k: tuple(sorted(v)) for k, v in sorted(listing.items())}
+        now = time.time_ns()
+        racy_due = self._listing_racy and now - self._listed_at > RELIST_NS
+        if key != self._listing_key or racy_due:
+            listing = self._read_listing()
+            if listing != self._listing:
+                self._listing = listing
             self._listing_key = key
+            self._listed_at = now
+            self._listing_racy = now - key < RACY_NS
         return self._listing
+
+    def _read_listing(self) -> dict[NormalizedName, tuple[str, ...]]:
+        listing: dict[NormalizedName, list[str]] = {}
+        try:
+            with os.scandir(self.root) as it:
+                for entry in it:
+                    if entry.name.startswith(".") or not entry.is_dir():
+                        continue
+                    try:
+                        name = canonicalize_name(entry.name, validate=True)
+                    except ValueError:
+                        continue
+                    listing.setdefault(name, []).append(entry.name)
+        except FileNotFoundError:
+            pass
+        return {k: tuple(sorted(v)) for k, v in sorted(listing.items())}
 
     def project_dirs(self, project: NormalizedName) -> list[Path]:
         names = self.projects().get(project)

@@ -340,3 +340,16 @@ def test_warm_up_indexes_and_prerenders_once(overrides, add_dist, repo_dirs):
     assert index.warm()[0] == 1
     assert [p.stat().st_mtime_ns for p in sorted((repo_dirs["data"] / "pages" / "warm-pkg").iterdir())] == stamps
     assert (repo_dirs["data"] / "index" / "warm-pkg.json").is_file()
+
+
+def test_project_created_in_the_same_clock_tick_as_the_last_listing_appears(client, add_dist, packages):
+    """The root's mtime can stay equal across two changes (coarse clocks): never trust a young one."""
+    import time
+
+    add_dist("first-one", "1.0")
+    assert b"first-one" in client.get("/simple/").data
+    stamp = packages.stat().st_mtime_ns
+    add_dist("second-one", "1.0")
+    os.utime(packages, ns=(stamp, stamp))  # what a change within one tick looks like
+    time.sleep(0.06)
+    assert b"second-one" in client.get("/simple/").data
