@@ -48,7 +48,7 @@ class Page:
     body: bytes
     etag: str
     content_type: str
-    signature: Any = None
+    built_from: Any = None  # the Fingerprint (project) or listing (root) it was rendered from
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class ProjectIndex:
         """The rendered project page; raises :class:`ProjectNotFound`."""
         key = (project, content_type, prefix)
         page = self._pages.get(key)
-        if page is not None and self.store.is_fresh(project, page.signature):
+        if page is not None and self.store.is_fresh(project, page.built_from):
             return page
         fingerprint = self.store.fingerprint(project)  # before reading: a later change stales it
         body = self._rendered_body(project, content_type, prefix, fingerprint)
@@ -142,7 +142,7 @@ class ProjectIndex:
         listing = self.store.projects()  # re-read when the root's mtime moved
         key = (content_type, prefix)
         page = self._root.get(key)
-        if page is not None and page.signature is listing:
+        if page is not None and page.built_from is listing:
             return page
         with self._root_lock:
             body = render_project_list(ProjectList(tuple(listing)), content_type, prefix)
