@@ -3,6 +3,7 @@ labels, optional protection; request ids in headers and in every log line."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -40,6 +41,14 @@ def test_metrics_add_up_across_two_gunicorn_workers(repo_dirs):
             assert server.get(f"/packages/metered/{wheel.name}", headers={"User-Agent": "pip/24.0"}).status_code == 200
         assert server.get("/packages/metered/nope-1.0.tar.gz").status_code == 404
         assert len(pids) >= 2, "both workers must have answered"
+        # page-cache counters sync at most once a second per worker, on a request: wait, then
+        # let each worker answer once more (a /health, which no exact count below covers)
+        time.sleep(1.2)
+        synced: set[int] = set()
+        for _ in range(60):
+            synced.add(server.get("/health").json()["pid"])
+            if synced >= pids:
+                break
         scrapes = [_samples(server.get("/metrics").text) for _ in range(6)]
     finally:
         server.stop()
