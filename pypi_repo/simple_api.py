@@ -86,6 +86,13 @@ def file_url(prefix: str, path: str) -> str:
 
 
 def render_project_detail(detail: ProjectDetail, content_type: str, prefix: str = "") -> bytes:
+    """Render one project page.
+
+    PEP 714: the JSON form carries only ``core-metadata``. The old ``dist-info-metadata``
+    key makes pip 22.3 to 23.1 (Debian 12 ships 23.0.1) crash with "unhashable type:
+    'dict'"; the HTML form may keep ``data-dist-info-metadata`` beside
+    ``data-core-metadata`` (equal values), which every pip parses.
+    """
     if is_json(content_type):
         files = []
         for f in detail.files:
@@ -95,7 +102,6 @@ def render_project_detail(detail: ProjectDetail, content_type: str, prefix: str 
                 "hashes": {"sha256": f.sha256},
                 "requires-python": f.requires_python,
                 "core-metadata": {"sha256": f.core_metadata_sha256} if f.core_metadata_sha256 else False,
-                "dist-info-metadata": {"sha256": f.core_metadata_sha256} if f.core_metadata_sha256 else False,
                 "yanked": (f.yanked or True) if f.yanked is not None else False,
                 "size": f.size,
                 "upload-time": f.upload_time,
