@@ -95,14 +95,15 @@ def _split_actor(actor: str) -> tuple[str, str | None]:
     return (name, rest.rstrip(")")) if sep else (actor, None)
 
 
-def _record(row) -> UploadRecord | None:
+def _record(row, project: str | None = None) -> UploadRecord | None:
     detail, _, user_agent = row["detail"].partition(UA_MARK)
     if _IDENTICAL in detail:
         return None  # a repeated identical upload: the first one is the file's origin
-    try:
-        project = parse_distribution_filename(row["target"]).name
-    except InvalidFilename:
-        return None
+    if project is None:
+        try:
+            project = parse_distribution_filename(row["target"]).name
+        except InvalidFilename:
+            return None
     uploader, token_id = _split_actor(row["actor"])
     return UploadRecord(row["target"], project, row["at"], uploader, token_id,
                         client_tool(user_agent, row["actor"]), row["client_addr"])
@@ -194,7 +195,8 @@ class Accounts:
         return records[:limit]
 
     def upload_records(self, filenames: Iterable[str]) -> dict[str, UploadRecord]:
-        """filename -> who stored it, from the latest ``upload`` record since its last ``remove``."""
+        """filename -> who stored it, from the latest ``upload`` record since its last ``remove``
+        (the caller knows the project: ``UploadRecord.project`` is left empty)."""
         names = sorted(set(filenames))
         found: dict[str, UploadRecord] = {}
         for i in range(0, len(names), _IN_CHUNK):
@@ -206,7 +208,7 @@ class Accounts:
             for row in rows:
                 if row["action"] == "remove":
                     found.pop(row["target"], None)
-                elif (record := _record(row)) is not None:
+                elif (record := _record(row, project="")) is not None:
                     found[record.filename] = record
         return found
 
