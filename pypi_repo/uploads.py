@@ -40,13 +40,15 @@ from .metadata import read_core_metadata, validate_metadata_strictly
 from .index import ProjectIndex
 from .storage import PackageStore, StoredFile
 
-__all__ = ["accept_upload", "UploadServices", "check_archive_integrity", "validate_upload_form", "HashingReader", "FILETYPES"]
+__all__ = ["accept_upload", "UploadServices", "check_archive_integrity", "validate_upload_form", "HashingReader", "FILETYPES",
+           "UA_MARK"]
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 MAX_UNPACKED_BYTES = 16 * 1024**3  # zip bombs: a wheel declaring more than this is refused
 FILETYPES = {"bdist_wheel": "wheel", "sdist": "sdist"}
+UA_MARK = "; user agent: "  # the last field of a stored upload's audit detail
 _DIGEST_FIELDS = (
     ("sha256_digest", "sha256"),
     ("blake2_256_digest", "blake2_256"),
@@ -179,8 +181,13 @@ def accept_upload(
     stream: BinaryIO,
     *,
     client_addr: str = "",
+    user_agent: str = "",
 ) -> StoredFile:
-    """Validate and store one uploaded distribution file (see the module docstring)."""
+    """Validate and store one uploaded distribution file (see the module docstring).
+
+    ``user_agent`` (the client's ``User-Agent``) ends the audit record's detail, so the UI can
+    say "Uploaded via twine 7.0.0 by alice" (issue 12).
+    """
     dist = validate_upload_form(form, filename)
     exists = dist.name in svc.store.projects()
     svc.auth.check_upload(principal, dist.name, exists=exists)
@@ -208,7 +215,8 @@ def accept_upload(
         raise
     svc.auth.audit(principal.display, "upload", dist.filename, client_addr,
                    detail=f"sha256 {stored.sha256}, {stored.size} bytes"
-                   + ("" if stored.created else ", identical file already stored"))
+                   + ("" if stored.created else ", identical file already stored")
+                   + (f"{UA_MARK}{_one_line(user_agent, 200)}" if user_agent else ""))
     if stored.created:
         try:
             svc.index.project_detail(dist.name)  # hash + PEP 658 metadata now, not on first view

@@ -56,12 +56,12 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
     )
 
     from .. import downloads
-    from . import access, errors, files, metrics, ops, simple, ui, ui_account, upload
+    from . import access, errors, files, metrics, ops, simple, ui, ui_account, ui_manage, upload
 
     if settings.private:  # reads need credentials; a public index pays nothing for the check
         app.before_request(access.require_read_access)
 
-    for blueprint in (ops.bp, files.bp, ui.bp, ui_account.bp, upload.bp):
+    for blueprint in (ops.bp, files.bp, ui.bp, ui_account.bp, ui_manage.bp, upload.bp):
         app.register_blueprint(blueprint)
     downloads.init(app.extensions["pypi_repo"])  # counting hook for web/files.py
     metrics.init_app(app)  # request ids, request metrics, /metrics

@@ -107,7 +107,7 @@ def session_principal() -> Principal | None:
     if not data:
         return None
     endpoint = request.endpoint or ""
-    if request.method not in SAFE_METHODS and not endpoint.startswith("account."):
+    if request.method not in SAFE_METHODS and not endpoint.startswith(("account.", "manage.")):
         return None  # cookies never authorize the upload API: no cross-site uploads
     svc = services()
     if time.time() - data.get("at", 0) > svc.settings.session_hours * 3600:

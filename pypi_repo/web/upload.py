@@ -76,7 +76,7 @@ def legacy_upload() -> Response:
         if content is None:
             raise InvalidDistribution("no file was sent (the form field is 'content')")
         stored = accept_upload(svc, principal, form, content.filename or "", content.stream,
-                               client_addr=client_addr())
+                               client_addr=client_addr(), user_agent=request.headers.get("User-Agent", ""))
     finally:
         for item in files.values():
             item.close()
