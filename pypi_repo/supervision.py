@@ -167,7 +167,10 @@ class Recovery:
     def _reload(self, master: Proc) -> CommandResult:
         stopped = [p for p in _children(master.pid) if p.state in ("T", "t")]
         for p in stopped:  # a stopped worker can finish nothing: the master forks a new one
-            os.kill(p.pid, signal.SIGKILL)
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
         try:
             os.kill(master.pid, signal.SIGHUP)
         except OSError as exc:
@@ -212,8 +215,12 @@ class MonitorLock:
 
     def acquire(self, should_stop: Callable[[], bool], wait: Callable[[float], object]) -> bool:
         """Block until the lock is ours (or we are told to stop); log once while waiting."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:  # a full data disk must not stop the monitor from monitoring
+            log.warning("monitor lock %s unavailable (%s): running without it", self.path, exc)
+            return True
         said = False
         while not should_stop():
             try:
@@ -256,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     settings = load_settings()
     url = default_health_url(settings)
-    # A HUP that comes back: the check must first see the new workers, not the old ones.
     outcome = Recovery(settings.master_pidfile, lambda: http_check(url, settings.monitor_timeout),
                        shlex.split(settings.monitor_restart_command), settings.monitor_reload_wait,
                        settings.monitor_restart_timeout)()

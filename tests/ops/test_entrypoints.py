@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -84,6 +83,11 @@ def test_both_systemd_units_pass_systemd_analyze_verify(tmp_path, unit):
     proc = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (proc.stdout + proc.stderr).splitlines() if path.name in line]
     assert proc.returncode == 0 and problems == [], problems
+    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(path)],
+                              capture_output=True, text=True, timeout=60)
+    assert float(security.stdout.split(f"Overall exposure level for {path.name}:")[1].split()[0]) <= 4.0
+    if unit == "systemd-monitor.service":  # the service's user: it may HUP/KILL the master, no root
+        assert "User=pypi-repo" in text.splitlines() and "Restart=always" in text.splitlines()
 
 
 def test_private_health_shows_anonymous_callers_the_status_only(overrides):
