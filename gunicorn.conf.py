@@ -1,7 +1,7 @@
 """Gunicorn settings for pypi_repo. Every value comes from pypi_repo's Settings, so it can
 be set in the TOML config file or as PYPI_REPO_* environment variables (see README).
 
-Worker model, chosen by measurement with ../shared/bench (see README, "Performance"):
+Worker model, chosen by measurement (see README, "Performance"):
 gthread workers, as many as cores (at least 2), four threads each. Processes give the
 throughput (the GIL); more processes than cores measured no faster here but cost ~65 MB
 each (the 300 MB budget at 20,000 projects); the threads keep a worker busy while others
@@ -41,13 +41,25 @@ if _settings.certfile:
 
 
 def when_ready(server):
-    """Master ready: under systemd ``WatchdogSec=`` ping the watchdog while /health answers
-    200, so a hung service is restarted (docs/operations.md). Gunicorn itself sends READY=1."""
-    from pypi_repo.monitor import default_health_url, start_systemd_watchdog
+    """Master ready, before the first fork: start the master's heartbeat (the workers' liveness
+    check reads it) and, under systemd ``WatchdogSec=``, ping the watchdog while /health/live
+    answers 200, so a hung service is restarted (docs/operations.md). Gunicorn itself sends
+    READY=1."""
+    from pypi_repo.liveness import install_master_heartbeat, start_systemd_watchdog
+    from pypi_repo.probe import default_health_url
 
-    if start_systemd_watchdog(default_health_url(_settings)):
-        server.log.info("systemd watchdog: pinging while %s answers 200", default_health_url(_settings))
+    install_master_heartbeat(server, _settings.master_pidfile)
+    live_url = default_health_url(_settings.replace(monitor_url=""))
+    if start_systemd_watchdog(live_url):
+        server.log.info("systemd watchdog: pinging while %s answers 200", live_url)
     _start_index_warmup(server)
+
+
+def on_exit(server):
+    """Master exit: remove the heartbeat file."""
+    from pypi_repo.liveness import remove_master_heartbeat
+
+    remove_master_heartbeat()
 
 
 def _start_index_warmup(server):

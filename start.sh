@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Start pypi_repo under supervisord (Gunicorn + the monitor), wait until /health answers,
-# then print the URLs. Safe to run again: it reports what already runs.
+# then print the URLs. Safe to run again: it reports what already runs. Leftovers of a killed
+# supervisord (an orphaned Gunicorn still holding the port, an orphaned monitor) are replaced.
 #   ./start.sh                      (settings: PYPI_REPO_* variables or PYPI_REPO_CONFIG=file.toml)
+#   ./start.sh restart              (graceful: HUP to Gunicorn if it answers, else kill + start)
+#   PYPI_REPO_BIN_DIR=DIR           (where to link `supervisorctl` when none is on PATH)
 #   PYTHON=python3.12 ./start.sh    (the interpreter that creates .venv the first time)
 #   PYPI_REPO_START_TIMEOUT=60      (seconds to wait for /health)
 set -euo pipefail
@@ -16,6 +19,8 @@ PY="$VENV/bin/python"
 CONF="$HERE/supervisor.conf"
 CTL=("$VENV/bin/supervisorctl" -c "$CONF")
 START_TIMEOUT="${PYPI_REPO_START_TIMEOUT:-60}"
+ACTION="${1:-start}"
+case "$ACTION" in start|restart) ;; *) die "usage: ./start.sh [restart]" ;; esac
 
 # 1. The virtual environment, and requirements.txt installed only when it changed.
 if [ ! -x "$PY" ]; then
@@ -46,8 +51,26 @@ print(s.host, s.port, s.public_url or "-")
 EOF
 )
 [ "$HOST" != "!" ] || die "the settings are invalid (see above)"
-HEALTH_URL="$("$PY" -c 'from pypi_repo.config import load_settings; from pypi_repo.monitor import default_health_url; print(default_health_url(load_settings()))')"
+HEALTH_URL="$("$PY" -c 'from pypi_repo.config import load_settings; from pypi_repo.probe import default_health_url; print(default_health_url(load_settings(), "/health"))')"
 mkdir -p run logs
+touch logs/error.log   # exists from the start (README, "Logs"), even while empty
+
+# The seed's `supervisorctl -c supervisor.conf ...`: link the venv's supervisorctl where the
+# shell finds it, unless one is already there (never replaced).
+link_supervisorctl() {
+    command -v supervisorctl >/dev/null 2>&1 && return 0
+    local dir="${PYPI_REPO_BIN_DIR:-}"
+    if [ -z "$dir" ]; then
+        if [ -w /usr/local/bin ]; then dir=/usr/local/bin; else dir="$HOME/.local/bin"; fi
+    fi
+    if mkdir -p "$dir" 2>/dev/null && ln -sf "$VENV/bin/supervisorctl" "$dir/supervisorctl" 2>/dev/null; then
+        echo "Linked $dir/supervisorctl -> .venv/bin/supervisorctl"
+    else
+        echo "note: could not link supervisorctl into $dir; use .venv/bin/supervisorctl"
+    fi
+    case ":$PATH:" in *":$dir:"*) ;; *) echo "note: $dir is not on PATH; use $dir/supervisorctl or .venv/bin/supervisorctl" ;; esac
+}
+link_supervisorctl
 
 show_logs() {
     for f in logs/supervisor.log logs/gunicorn.out.log logs/error.log; do
@@ -60,8 +83,17 @@ show_logs() {
 if "${CTL[@]}" pid >/dev/null 2>&1; then
     echo "supervisord already runs (pid $("${CTL[@]}" pid)); making sure its programs are started"
     "${CTL[@]}" start pypi_repo monitor >/dev/null 2>&1 || true
+    if [ "$ACTION" = restart ]; then
+        "$PY" -m pypi_repo.supervision restart || die "restart failed (see above)"
+    fi
     STARTED_HERE=0
 else
+    LEFT="$("$PY" -m pypi_repo.procs list "$HERE")"
+    if [ -n "$LEFT" ]; then
+        echo "Replacing $(echo "$LEFT" | wc -l) leftover process(es) of this checkout (supervisord is gone):"
+        echo "$LEFT" | sed 's/^/  /'
+        "$PY" -m pypi_repo.procs stop "$HERE" --timeout 10 >/dev/null
+    fi
     rm -f run/supervisor.sock run/supervisord.pid
     if ! "$PY" -c 'import socket, sys
 s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
@@ -76,7 +108,7 @@ fi
 # 4. Wait for /health.
 if ! "$PY" - "$HEALTH_URL" "$START_TIMEOUT" <<'EOF'
 import sys, time
-from pypi_repo.monitor import http_check
+from pypi_repo.probe import http_check
 url, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
 while True:
     result = http_check(url, 2.0)
@@ -96,26 +128,34 @@ then
     exit 1
 fi
 
-# 5. How to use it.
+# 5. How to use it: commands that work when pasted (pip refuses plain HTTP to a host other
+# than localhost unless it is a --trusted-host).
 if [ "$HOST" = "0.0.0.0" ] || [ "$HOST" = "::" ]; then SHOW_HOST="$(hostname -f 2>/dev/null || hostname)"; else SHOW_HOST="$HOST"; fi
 case "$SHOW_HOST" in *:*) SHOW_HOST="[$SHOW_HOST]" ;; esac
 SCHEME="${HEALTH_URL%%://*}"
 BASE="$SCHEME://$SHOW_HOST:$PORT"
 [ "$PUBLIC_URL" != "-" ] && BASE="${PUBLIC_URL%/}"
+INDEX_HOST="$(echo "$BASE" | sed -E 's#^[a-z]+://(\[[^]]*\]|[^/:]+).*#\1#')"
+TRUST=""
+case "$BASE" in
+    http://localhost[:/]*|http://127.*|"http://[::1]"*|https://*) ;;
+    http://*) TRUST=" --trusted-host $INDEX_HOST" ;;
+esac
+if command -v supervisorctl >/dev/null 2>&1; then SCTL="supervisorctl"; else SCTL=".venv/bin/supervisorctl"; fi
 cat <<EOF
 pypi_repo is running.
   Index (PEP 503/691):  $BASE/simple/
   Web UI:               $BASE/
-  Health:               $BASE/health      (local: $HEALTH_URL)
+  Health:               $BASE/health      (local: $HEALTH_URL; liveness: $HEALTH_URL/live)
 
 Install from it:
-  pip install --index-url $BASE/simple/ payo-cli
+  pip install --index-url $BASE/simple/$TRUST payo-cli
   uv pip install --index-url $BASE/simple/ payo-cli
-  (or in pip.conf: [global] index-url = $BASE/simple/)
+  (or in pip.conf: [global] index-url = $BASE/simple/${TRUST:+ and trusted-host = $INDEX_HOST})
 
 Operate it:
-  .venv/bin/supervisorctl -c supervisor.conf status
-  .venv/bin/supervisorctl -c supervisor.conf signal HUP pypi_repo   (graceful reload)
-  tail -f logs/monitor.log logs/access.log
+  $SCTL -c supervisor.conf status pypi_repo
+  ./start.sh restart          (graceful reload; kill + start only if Gunicorn does not answer)
+  tail -f logs/monitor.log logs/access.log logs/error.log
   ./stop.sh
 EOF

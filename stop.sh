@@ -1,46 +1,22 @@
 #!/usr/bin/env bash
-# Stop what ./start.sh started: supervisord, Gunicorn (master and workers) and the monitor.
-# Harmless when nothing runs. Waits for every process to be gone before it returns.
+# Stop every process of this checkout: supervisord, Gunicorn (master and workers) and the
+# monitor, also when supervisord was killed and left them as orphans. Processes are found by
+# the pid files and by command lines naming this checkout's programs (pypi_repo/procs.py),
+# never by a broad name. Harmless when nothing runs. Waits until every process is gone.
 #   PYPI_REPO_STOP_TIMEOUT=60   (seconds to wait for a graceful stop before killing)
 set -euo pipefail
 cd "$(dirname "$0")"
 HERE="$(pwd)"
 
-PIDFILE="$HERE/run/supervisord.pid"
-CONF="$HERE/supervisor.conf"
 STOP_TIMEOUT="${PYPI_REPO_STOP_TIMEOUT:-60}"
+PY="$HERE/.venv/bin/python"
+[ -x "$PY" ] || PY="$(command -v python3)" || { echo "stop.sh: no python3 found" >&2; exit 1; }
 
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-is_supervisord() { alive "$1" && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q supervisord; }
-
-PID="$(cat "$PIDFILE" 2>/dev/null || true)"
-if ! is_supervisord "$PID"; then
-    rm -f "$PIDFILE" "$HERE/run/supervisor.sock"
-    echo "pypi_repo is not running (no supervisord for $CONF)"
-    exit 0
-fi
-
-# The process group of every program (stopasgroup): whatever survives the shutdown is killed.
-GROUPS_LEFT="$(ps -o pgid= --ppid "$PID" 2>/dev/null | tr -d ' ' | sort -u | tr '\n' ' ')"
-
-echo "Stopping pypi_repo (supervisord pid $PID)"
-if [ -x "$HERE/.venv/bin/supervisorctl" ]; then
-    "$HERE/.venv/bin/supervisorctl" -c "$CONF" shutdown >/dev/null 2>&1 || kill -TERM "$PID" 2>/dev/null || true
+echo "Stopping pypi_repo ($HERE)"
+FOUND="$("$PY" -m pypi_repo.procs stop "$HERE" --timeout "$STOP_TIMEOUT")"
+rm -f "$HERE/run/supervisord.pid" "$HERE/run/supervisor.sock"
+if [ "$FOUND" = 0 ]; then
+    echo "pypi_repo is not running (no process of $HERE)"
 else
-    kill -TERM "$PID" 2>/dev/null || true
+    echo "pypi_repo stopped ($FOUND processes)"
 fi
-
-deadline=$((SECONDS + STOP_TIMEOUT))
-while alive "$PID" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-if alive "$PID"; then
-    echo "stop.sh: supervisord did not stop within ${STOP_TIMEOUT} s; killing it" >&2
-    kill -KILL "$PID" 2>/dev/null || true
-fi
-for group in $GROUPS_LEFT; do
-    if [ "$group" != "$PID" ] && kill -0 -- "-$group" 2>/dev/null; then
-        echo "stop.sh: killing leftover processes of group $group" >&2
-        kill -KILL -- "-$group" 2>/dev/null || true
-    fi
-done
-rm -f "$PIDFILE" "$HERE/run/supervisor.sock"
-echo "pypi_repo stopped"

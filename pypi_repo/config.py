@@ -55,8 +55,11 @@ class Settings:
     file_cache_mb: int = 4  # bodies of small files (<= 512 KiB) kept in memory, per worker; 0: off
     page_max_age: int = 0  # seconds a client may reuse a page without revalidating
     file_max_age: int = 86400  # seconds a client may reuse a file without revalidating
-    # --- health ---
-    min_free_disk_mb: int = 100
+    # --- health (docs/operations.md, "Liveness and readiness") ---
+    min_free_disk_mb: int = 100  # below it /health says "degraded" (no restart: issue 9)
+    master_stale_s: float = 10.0  # /health/live fails once the Gunicorn master's loop is this late
+    health_details: bool = False  # private mode: show /health details to anonymous callers too
+    pidfile: Path | None = None  # the Gunicorn master's pid for the monitor; default run/gunicorn-<port>.pid
     # --- publishing ---
     max_upload_mb: int = 1024
     allow_overwrite: bool = False
@@ -77,17 +80,19 @@ class Settings:
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     metrics_allow: str = ""  # comma-separated client addresses allowed to read /metrics
     # --- monitor (monitor.py) and its alerts; see docs/operations.md ---
-    monitor_url: str = ""  # health URL to poll; empty: http(s)://127.0.0.1:<port>/health
+    monitor_url: str = ""  # liveness URL to poll; empty: http(s)://127.0.0.1:<port>/health/live
     monitor_interval: float = 60.0  # seconds between checks
     monitor_timeout: float = 10.0  # seconds one check may take
     monitor_threshold: int = 3  # consecutive failures before a restart
-    monitor_restart_command: str = "supervisorctl -c supervisor.conf restart pypi_repo"
+    monitor_restart_command: str = "supervisorctl -c supervisor.conf start pypi_repo"  # after a kill; empty: none
     monitor_restart_timeout: float = 120.0  # seconds the restart command may take
     monitor_cooldown: float = 60.0  # grace after a restart; doubles with each restart in the hour
     monitor_max_backoff: float = 1800.0  # the doubling stops here
     monitor_max_restarts_per_hour: int = 5  # then it alerts that it gave up
+    monitor_reload_wait: float = 5.0  # seconds a graceful reload (HUP) gets before the kill path
     monitor_supervisor_conf: str = "supervisor.conf"  # watch this supervisord; empty: do not
-    monitor_start_supervisord: bool = False  # start supervisord when it is gone
+    monitor_supervisor_interval: float = 2.0  # seconds between checks of supervisord's pid
+    monitor_start_supervisord: bool = True  # under supervisord: bring it back when it is killed
     alert_webhook_url: str = ""  # JSON POST per alert
     alert_smtp_host: str = ""  # email per alert when set
     alert_smtp_port: int = 25
@@ -99,6 +104,11 @@ class Settings:
     alert_command: str = ""  # run per alert (argument list, shlex-split), alert JSON on stdin
 
     @property
+    def master_pidfile(self) -> Path:
+        """Where the Gunicorn master writes its pid (``when_ready``) and the monitor reads it."""
+        return self.pidfile or Path.cwd() / "run" / f"gunicorn-{self.port}.pid"
+
+    @property
     def database_path(self) -> Path:
         return self.data_dir / "pypi_repo.sqlite3"
 
@@ -106,7 +116,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-_PATH_FIELDS = {"packages_dir", "data_dir", "logs_dir", "config"}
+_PATH_FIELDS = {"packages_dir", "data_dir", "logs_dir", "config", "pidfile"}
 
 
 def _coerce(name: str, value: Any, kind: Any) -> Any:

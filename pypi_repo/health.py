@@ -1,4 +1,12 @@
-"""Health checks and repository statistics (Flask-free; served by ``web/ops.py``)."""
+"""Health checks and repository statistics (Flask-free; served by ``web/ops.py``).
+
+Liveness and readiness are separate (issue 9). Liveness (``/health/live``) holds only what a
+restart can fix: this worker answers, and its Gunicorn master still runs its loop. The
+monitor and the systemd watchdog act on it alone. Readiness (``/health``) adds what serving
+needs from the outside world (packages readable, data writable, disk above
+``min_free_disk_mb``, the index loadable): when one fails the answer is 503 with status
+``degraded`` and an ``alerts`` list, for load balancers and people, but no restart follows.
+"""
 from __future__ import annotations
 
 import os
@@ -12,6 +20,7 @@ import psutil
 
 from . import __version__
 from .config import Settings
+from .liveness import master_check
 from .storage import YANK_SUFFIX, PackageStore
 
 __all__ = ["HealthChecker", "repository_stats", "tree_summary"]
@@ -28,17 +37,35 @@ class HealthChecker:
     def uptime_s(self) -> float:
         return round(time.time() - self.started_at, 3)
 
+    def live(self) -> tuple[bool, dict[str, Any]]:
+        """Liveness: conditions a restart can fix (the master's heartbeat)."""
+        checks = {"master": master_check(self.settings.master_stale_s)}
+        alive = all(c["ok"] for c in checks.values())
+        return alive, {"status": "ok" if alive else "unhealthy", "checks": checks, **self._about()}
+
     def check(self) -> tuple[bool, dict[str, Any]]:
-        checks = {
+        """Readiness: liveness plus what serving needs; ``degraded`` when only the latter fails."""
+        alive, live_doc = self.live()
+        ready_checks = {
             "packages_dir": self._packages_readable(),
             "data_dir": self._data_writable(),
             "disk": self._disk_free(),
             "index": self._index_loadable(),
         }
-        healthy = all(c["ok"] for c in checks.values())
-        return healthy, {
-            "status": "ok" if healthy else "unhealthy",
-            "checks": checks,
+        ready = all(c["ok"] for c in ready_checks.values())
+        status = "ok" if alive and ready else "degraded" if alive else "unhealthy"
+        alerts = [f"{name}: {c.get('error', 'failed')}" for name, c in
+                  {**live_doc["checks"], **ready_checks}.items() if not c["ok"]]
+        return alive and ready, {
+            "status": status,
+            "live": alive,
+            "checks": {**ready_checks, **live_doc["checks"]},
+            "alerts": alerts,
+            **self._about(),
+        }
+
+    def _about(self) -> dict[str, Any]:
+        return {
             "version": __version__,
             "uptime_s": self.uptime_s(),
             "pid": os.getpid(),
@@ -72,8 +99,11 @@ class HealthChecker:
         except OSError as exc:
             return {"ok": False, "error": exc.strerror or str(exc)}
         free_mb = usage.free // (1024 * 1024)
+        low = free_mb < self.settings.min_free_disk_mb
         return {
-            "ok": free_mb >= self.settings.min_free_disk_mb,
+            "ok": not low,
+            **({"error": f"{free_mb} MB free, below min_free_disk_mb ({self.settings.min_free_disk_mb})"}
+               if low else {}),
             "free_mb": free_mb,
             "total_mb": usage.total // (1024 * 1024),
             "min_free_mb": self.settings.min_free_disk_mb,

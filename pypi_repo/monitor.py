@@ -1,50 +1,41 @@
-"""The self-healing monitor: poll ``/health``, restart after N consecutive failures, alert.
+"""The self-healing monitor: poll ``/health/live``, recover after N consecutive failures, alert.
 
-The state machine (:class:`Monitor`) gets its check, restart command, supervisor watch, clock
-and alert dispatcher injected, so its rules are unit-tested in milliseconds; ``main`` wires
-the real ones (an HTTP probe, ``supervisorctl``, the channels of :mod:`pypi_repo.alerts`).
+The state machine (:class:`Monitor`) gets its check, restart, supervisor watch, clock and
+alert dispatcher injected, so its rules are unit-tested in milliseconds; ``main`` wires the
+real ones (an HTTP probe of :mod:`pypi_repo.probe`, the graceful-first recovery and the
+supervisord watch of :mod:`pypi_repo.supervision`, the channels of :mod:`pypi_repo.alerts`).
 
 Rules (issue 3): a restart only after ``threshold`` *consecutive* failures (a flapping check
 never restarts on one failure); failures before the first healthy check are not counted for
-one cooldown (the service may be starting alongside the monitor); after a restart a cooldown during which failures are logged
-but not counted, doubled for every further restart within the hour (exponential backoff);
-at most ``max_restarts_per_hour`` restarts, then one "gave up" alert and no more restarts
-until the service is healthy again or the hour has passed.
+one cooldown (the service may be starting alongside the monitor); after a restart a cooldown
+during which failures are logged but not counted, doubled for every further restart within
+the hour (exponential backoff); at most ``max_restarts_per_hour`` restarts, then one "gave up"
+alert and no more restarts until the service is healthy again or the hour has passed.
 
-This module also holds the systemd watchdog pinger that ``gunicorn.conf.py`` starts in the
-Gunicorn master: it sends ``WATCHDOG=1`` only while ``/health`` answers 200.
+Liveness only (issue 9): the check is ``/health/live``; readiness (``/health``: low disk, an
+unwritable data dir) is polled too but only alerts (``degraded``), it never restarts.
 """
 from __future__ import annotations
 
 import argparse
-import configparser
-import http.client
-import ipaddress
-import json
 import logging
 import logging.handlers
-import os
 import shlex
-import shutil
 import signal
-import socket
-import ssl
-import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
-from urllib.parse import urlsplit
-
-import psutil
+from typing import Callable
 
 from .alerts import Alert, AlertDispatcher, channels_from_settings
 from .config import Settings, load_settings
 from .errors import ConfigError
+from .liveness import start_systemd_watchdog
 from .logs import JsonFormatter
+from .probe import CheckResult, CommandResult, default_health_url, http_check, readiness_url, run_command
+from .supervision import MonitorLock, Recovery, SupervisorWatch, under_supervisord
 
 __all__ = [
     "CheckResult", "CommandResult", "Policy", "Monitor", "SupervisorWatch", "http_check",
@@ -55,19 +46,6 @@ log = logging.getLogger("pypi_repo.monitor")
 
 HOUR = 3600.0
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    ok: bool
-    detail: str
-    elapsed_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    ok: bool
-    output: str
 
 
 @dataclass(frozen=True)
@@ -85,149 +63,13 @@ class Policy:
                    settings.monitor_max_backoff, settings.monitor_max_restarts_per_hour)
 
 
-def default_health_url(settings: Settings) -> str:
-    """``monitor_url`` or the local ``/health`` of the configured bind (0.0.0.0 -> 127.0.0.1)."""
-    if settings.monitor_url:
-        return settings.monitor_url
-    host = settings.host
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    scheme = "https" if settings.certfile else "http"
-    return f"{scheme}://{host}:{settings.port}/health"
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def http_check(url: str, timeout: float) -> CheckResult:
-    """GET the health URL: healthy means HTTP 200 within ``timeout``.
-
-    Plain ``http.client`` on purpose: no proxy variables (a proxy must not stand between the
-    monitor and the local service), no logging (it also runs in a thread of the Gunicorn
-    master, where fork safety matters). A loopback HTTPS URL is probed without certificate
-    verification: it checks liveness, not identity.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    path = (parts.path or "/health") + (f"?{parts.query}" if parts.query else "")
-    start = time.monotonic()
-    if parts.scheme == "https":
-        context = ssl.create_default_context()
-        if _is_loopback(host):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Accept": "application/json", "User-Agent": "pypi_repo-monitor"})
-        resp = conn.getresponse()
-        body = resp.read(65536)
-    except (OSError, http.client.HTTPException) as exc:
-        elapsed = time.monotonic() - start
-        reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-        return CheckResult(False, f"{reason} after {elapsed:.1f} s", elapsed)
-    finally:
-        conn.close()
-    elapsed = time.monotonic() - start
-    detail = f"HTTP {resp.status} in {elapsed * 1000:.0f} ms"
-    if resp.status != 200:
-        detail += _failing_checks(body)
-    return CheckResult(resp.status == 200, detail, elapsed)
-
-
-def _failing_checks(body: bytes) -> str:
-    """The names and errors of the failing checks in a /health document, if it is one."""
-    try:
-        checks = json.loads(body).get("checks", {})
-        bad = [f"{name}: {c.get('error', 'failed')}" for name, c in checks.items() if not c.get("ok")]
-    except (ValueError, AttributeError):
-        return ""
-    return f" ({'; '.join(bad)})" if bad else ""
-
-
-def _resolve(argv: Sequence[str]) -> list[str]:
-    """A bare program name is looked up beside this interpreter first (the venv's
-    ``supervisorctl``), then on PATH."""
-    argv = list(argv)
-    if argv and os.sep not in argv[0]:
-        beside = Path(sys.executable).parent / argv[0]
-        if beside.exists():
-            argv[0] = str(beside)
-        else:
-            argv[0] = shutil.which(argv[0]) or argv[0]
-    return argv
-
-
-def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
-    """Run a command (argument list, bounded); never raises."""
-    try:
-        proc = subprocess.run(_resolve(argv), capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return CommandResult(False, f"{type(exc).__name__}: {exc}")
-    output = "; ".join(line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip())[-1000:]
-    if proc.returncode != 0:
-        return CommandResult(False, f"exit status {proc.returncode}: {output}")
-    return CommandResult(True, output)
-
-
-@dataclass
-class SupervisorWatch:
-    """Is supervisord alive, and (optionally) how to start it again."""
-
-    is_running: Callable[[], bool]
-    start: Callable[[], CommandResult] | None = None
-    description: str = "supervisord"
-
-    @classmethod
-    def for_config(cls, conf: str, start_it: bool, timeout: float) -> "SupervisorWatch":
-        pidfile = supervisord_pidfile(Path(conf))
-
-        def is_running() -> bool:
-            return _is_supervisord(pidfile)
-
-        def start() -> CommandResult:
-            return run_command(["supervisord", "-c", conf], timeout)
-
-        return cls(is_running, start if start_it else None, f"supervisord ({conf})")
-
-
-def supervisord_pidfile(conf: Path) -> Path:
-    """The ``pidfile`` a supervisor config names (``%(here)s`` expanded), else its default."""
-    parser = configparser.ConfigParser(defaults={"here": str(conf.resolve().parent)}, strict=False)
-    try:
-        parser.read(conf, encoding="utf-8")
-        value = parser.get("supervisord", "pidfile", fallback="supervisord.pid")
-    except (configparser.Error, OSError):
-        value = "supervisord.pid"
-    return conf.resolve().parent / value if not os.path.isabs(value) else Path(value)
-
-
-def _is_supervisord(pidfile: Path) -> bool:
-    """Cheap enough for every check: the pidfile's process exists and is a supervisord."""
-    try:
-        proc = psutil.Process(int(pidfile.read_text().strip()))
-        return proc.status() != psutil.STATUS_ZOMBIE and any("supervisord" in part for part in proc.cmdline())
-    except (OSError, ValueError, psutil.Error):
-        return False
-
-
 class Monitor:
     """The restart state machine; call :meth:`step` once per interval."""
 
     def __init__(self, policy: Policy, check: Callable[[], CheckResult], restart: Callable[[], CommandResult],
                  alerts: AlertDispatcher, clock: Callable[[], float] = time.monotonic,
-                 supervisor: SupervisorWatch | None = None, restart_label: str = "restart") -> None:
+                 supervisor: SupervisorWatch | None = None, restart_label: str = "restart",
+                 check_ready: Callable[[], CheckResult] | None = None) -> None:
         self.policy = policy
         self.check = check
         self.restart = restart
@@ -242,6 +84,9 @@ class Monitor:
         self.troubled = False  # restarted or gave up since the last healthy check
         self.supervisor_down = False
         self.start_grace_until: float | None = None  # until the first ok check or one cooldown
+        self.check_ready = check_ready
+        self.degraded = False
+        self.handed_over = False  # a new supervisord (and its monitor) took over
 
     def step(self) -> CheckResult:
         if self.start_grace_until is None:
@@ -345,45 +190,43 @@ class Monitor:
                 if outcome.ok:
                     self.alerts.send(Alert("supervisord_started",
                                            f"started {self.supervisor.description} again", "warning"))
+                    if self.supervisor.hand_over:
+                        log.warning("handing over to the monitor of the new supervisord; this one exits")
+                        self.handed_over = True
 
-    def run(self, interval: float, sleep: Callable[[float], object], should_stop: Callable[[], bool]) -> None:
-        """Check every ``interval`` seconds (measured start to start) until told to stop."""
-        while not should_stop():
-            started = self.clock()
-            self.step()
-            sleep(max(0.0, interval - (self.clock() - started)))
+    def watch_readiness(self, result: CheckResult) -> None:
+        """Alert once when readiness fails while alive (``degraded``), once when it is back."""
+        if self.check_ready is None:
+            return
+        ready = self.check_ready()
+        if not ready.ok and not self.degraded:
+            self.degraded = True
+            alerts = ready.doc.get("alerts") or [ready.detail]
+            log.warning("service degraded (alive, not restarted): %s", "; ".join(map(str, alerts)))
+            self.alerts.send(Alert("degraded", f"pypi_repo is degraded: {'; '.join(map(str, alerts))}",
+                                   "warning", {"readiness": ready.detail}))
+        elif ready.ok and self.degraded:
+            self.degraded = False
+            log.info("service ready again: %s", ready.detail)
+            self.alerts.send(Alert("ready", "pypi_repo is ready again", "info"))
 
-
-def start_systemd_watchdog(url: str, environ: Mapping[str, str] | None = None) -> threading.Thread | None:
-    """Under systemd ``WatchdogSec=``, ping ``WATCHDOG=1`` while ``url`` answers 200.
-
-    A hung or unhealthy service stops the pings, and systemd kills and restarts the unit
-    (``Restart=on-failure``). Does nothing unless ``NOTIFY_SOCKET`` and ``WATCHDOG_USEC``
-    are set for this process.
-    """
-    environ = os.environ if environ is None else environ
-    address, usec = environ.get("NOTIFY_SOCKET", ""), environ.get("WATCHDOG_USEC", "")
-    pid = environ.get("WATCHDOG_PID", "")
-    if not address or not usec.isdigit() or (pid and pid != str(os.getpid())):
-        return None
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    period = max(0.1, int(usec) / 1e6 / 3)
-
-    def ping_while_healthy() -> None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            while True:
-                started = time.monotonic()
-                if http_check(url, timeout=period).ok:
-                    try:
-                        sock.sendto(b"WATCHDOG=1", address)
-                    except OSError:
-                        pass
-                time.sleep(max(0.0, period - (time.monotonic() - started)))
-
-    thread = threading.Thread(target=ping_while_healthy, name="systemd-watchdog", daemon=True)
-    thread.start()
-    return thread
+    def run(self, interval: float, sleep: Callable[[float], object], should_stop: Callable[[], bool],
+            watch_interval: float | None = None) -> None:
+        """Check every ``interval`` seconds (start to start) until told to stop or handed over;
+        supervisord's pid is looked at every ``watch_interval`` seconds in between."""
+        watch_interval = interval if watch_interval is None else min(interval, watch_interval)
+        next_check = self.clock()
+        while not should_stop() and not self.handed_over:
+            if self.clock() >= next_check:
+                next_check = self.clock() + interval
+                result = self.step()
+                if result.ok:
+                    self.watch_readiness(result)
+            else:
+                self._watch_supervisor()
+            if self.handed_over:
+                return
+            sleep(max(0.0, min(watch_interval, next_check - self.clock())))
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -394,9 +237,9 @@ _MONITOR_FIELDS = [f for f in fields(Settings) if f.name.startswith("monitor_")]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monitor.py",
-        description="Poll pypi_repo's /health, restart it after consecutive failures, send alerts. "
+        description="Poll pypi_repo's /health/live, recover it after consecutive failures, send alerts. "
                     "Every flag is also a PYPI_REPO_MONITOR_* variable and a monitor_* TOML key.")
-    parser.add_argument("--once", action="store_true", help="one check, exit 0 if healthy, 1 if not")
+    parser.add_argument("--once", action="store_true", help="one readiness check (/health), exit 0 if ready, 1 if not")
     parser.add_argument("--config", help="TOML config file (PYPI_REPO_CONFIG)")
     parser.add_argument("--port", type=int, help="port of the service (for the default URL)")
     parser.add_argument("--logs-dir", help="where monitor.log goes (default ./logs)")
@@ -427,6 +270,30 @@ def _configure_logging(settings: Settings, to_stderr: bool) -> None:
     log.propagate = False
 
 
+def build_monitor(settings: Settings) -> Monitor:
+    """The real monitor: HTTP liveness probe, graceful-first recovery, supervisord watch."""
+    url = default_health_url(settings)
+
+    def check() -> CheckResult:
+        return http_check(url, settings.monitor_timeout)
+
+    def check_ready() -> CheckResult:
+        return http_check(readiness_url(url), settings.monitor_timeout)
+
+    restart_argv = shlex.split(settings.monitor_restart_command)
+    recovery = Recovery(settings.master_pidfile, check, restart_argv, settings.monitor_reload_wait,
+                        settings.monitor_restart_timeout)
+    supervisor = None
+    if settings.monitor_supervisor_conf:
+        supervisor = SupervisorWatch.for_config(
+            settings.monitor_supervisor_conf, settings.monitor_start_supervisord and under_supervisord(),
+            settings.monitor_timeout + 20)
+    return Monitor(Policy.from_settings(settings), check, recovery,
+                   AlertDispatcher(channels_from_settings(settings)), supervisor=supervisor,
+                   restart_label=f"HUP, else kill + {settings.monitor_restart_command or 'the service manager'}",
+                   check_ready=check_ready)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k != "once" and v is not None}
@@ -437,26 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _configure_logging(settings, to_stderr=args.once or sys.stderr.isatty())
     url = default_health_url(settings)
-
-    def check() -> CheckResult:
-        return http_check(url, settings.monitor_timeout)
-
-    if args.once:
-        result = check()
+    if args.once:  # for scripts and cron: readiness, the whole picture (it restarts nothing)
+        url = readiness_url(url)
+        result = http_check(url, settings.monitor_timeout)
         log.log(logging.INFO if result.ok else logging.WARNING, "check %s: %s %s",
                 "ok" if result.ok else "failed", url, result.detail)
         return 0 if result.ok else 1
 
-    restart_argv = shlex.split(settings.monitor_restart_command)
-    supervisor = None
-    if settings.monitor_supervisor_conf:
-        supervisor = SupervisorWatch.for_config(settings.monitor_supervisor_conf,
-                                                settings.monitor_start_supervisord, settings.monitor_timeout + 20)
-    monitor = Monitor(
-        Policy.from_settings(settings), check,
-        lambda: run_command(restart_argv, settings.monitor_restart_timeout),
-        AlertDispatcher(channels_from_settings(settings)), supervisor=supervisor,
-        restart_label=settings.monitor_restart_command)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -465,8 +319,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("monitor started: %s every %.1f s, timeout %.1f s, restart after %d failures with %r",
-             url, settings.monitor_interval, settings.monitor_timeout, monitor.policy.threshold,
-             settings.monitor_restart_command)
-    monitor.run(settings.monitor_interval, stop.wait, stop.is_set)
+    lock = MonitorLock(settings.data_dir / "monitor.lock")
+    if not lock.acquire(stop.is_set, stop.wait):
+        return 0
+    try:
+        monitor = build_monitor(settings)
+        log.info("monitor started: %s every %.1f s, timeout %.1f s, recover after %d failures (%s)",
+                 url, settings.monitor_interval, settings.monitor_timeout, monitor.policy.threshold,
+                 monitor.restart_label)
+        monitor.run(settings.monitor_interval, stop.wait, stop.is_set, settings.monitor_supervisor_interval)
+    finally:
+        lock.release()
     return 0

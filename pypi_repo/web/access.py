@@ -19,7 +19,7 @@ from .app import Services, services
 
 __all__ = ["basic_credentials", "request_principal", "require_read_access", "client_addr"]
 
-OPEN_ENDPOINTS = frozenset({"ops.health", "static"})
+OPEN_ENDPOINTS = frozenset({"ops.health", "ops.health_live", "static"})
 NO_USERS_MESSAGE = (
     "no users are configured on this index; the operator adds one with "
     "'python3 manage_repo.py user add NAME --password-stdin'"

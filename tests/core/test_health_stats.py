@@ -11,7 +11,7 @@ def test_health_ok(client):
     assert resp.status_code == 200
     doc = resp.get_json()
     assert doc["status"] == "ok"
-    assert set(doc["checks"]) == {"packages_dir", "data_dir", "disk", "index"}
+    assert set(doc["checks"]) == {"packages_dir", "data_dir", "disk", "index", "master"}
     assert doc["version"] and doc["uptime_s"] >= 0
     assert resp.headers["Cache-Control"] == "no-store"
 
@@ -36,7 +36,8 @@ def test_health_503_when_data_dir_not_writable(overrides, repo_dirs):
 def test_health_503_when_disk_below_threshold(overrides):
     app = create_app({**overrides, "min_free_disk_mb": 10**12})
     doc = app.test_client().get("/health").get_json()
-    assert doc["status"] == "unhealthy" and doc["checks"]["disk"]["ok"] is False
+    assert doc["status"] == "degraded" and doc["checks"]["disk"]["ok"] is False
+    assert app.test_client().get("/health/live").status_code == 200  # not a reason to restart (issue 9)
 
 
 def test_stats_match_the_tree(client, add_dist):

@@ -73,6 +73,7 @@ def service_env(port: int, **extra: str) -> dict[str, str]:
         PYPI_REPO_GRACEFUL_TIMEOUT="3",
         PYPI_REPO_START_TIMEOUT="30",
         PYPI_REPO_STOP_TIMEOUT="30",
+        PYPI_REPO_BIN_DIR=str(Path(tempfile.gettempdir()) / "pr-ops-bin-unused"),
     )
     env.update(extra)
     return env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import ROOT, free_port, start_server
@@ -88,7 +90,9 @@ def test_monitor_once_exits_0_when_healthy_1_when_not_and_logs_the_check(live_se
     assert len((logs / "monitor.log").read_text().splitlines()) == 3
 
 
-def test_systemd_watchdog_pings_only_while_health_answers_200(repo_dirs, tmp_path):
+def test_systemd_watchdog_pings_while_alive_even_when_not_ready_and_stops_when_hung(repo_dirs, tmp_path):
+    """Issue 9: a readiness failure (packages dir gone, low disk) keeps the pings going; hung
+    workers (SIGSTOP) stop them, so systemd restarts only what a restart can fix."""
     sockdir = Path(tempfile.mkdtemp(prefix="pr-wd-", dir="/tmp"))
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver.bind(str(sockdir / "notify"))
@@ -109,10 +113,17 @@ def test_systemd_watchdog_pings_only_while_health_answers_200(repo_dirs, tmp_pat
         assert any(m.startswith("READY=1") for m in first)  # Gunicorn's own Type=notify support
         assert first.count("WATCHDOG=1") >= 3  # every 0.2 s
         shutil.move(repo_dirs["packages"], tmp_path / "moved")
-        messages(0.5)
-        assert "WATCHDOG=1" not in messages(1.5)  # unhealthy: systemd would restart the unit
+        assert server.get("/health").status_code == 503
+        assert "WATCHDOG=1" in messages(1.0)  # not ready, but alive: no restart
         shutil.move(tmp_path / "moved", repo_dirs["packages"])
-        assert "WATCHDOG=1" in messages(1.5)
+        workers = psutil.Process(server.proc.pid).children()
+        for worker in workers:
+            worker.send_signal(signal.SIGSTOP)
+        messages(0.8)
+        assert "WATCHDOG=1" not in messages(1.5)  # hung: systemd would kill and restart the unit
+        for worker in workers:
+            worker.send_signal(signal.SIGCONT)
+        assert "WATCHDOG=1" in messages(2.0)
     finally:
         server.stop()
         receiver.close()

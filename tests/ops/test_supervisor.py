@@ -99,9 +99,11 @@ def test_graceful_reload_under_load_loses_no_request(supervised):
     assert ok[0] > 50
 
 
-def test_monitor_restarts_a_hung_service_after_exactly_three_failures(supervised_factory, webhook, smtp_sink):
-    """All workers SIGSTOPped: /health hangs; the monitor (as the supervisor program) counts
-    three failed checks, restarts with supervisorctl, alerts by webhook, email and command."""
+def test_monitor_recovers_hung_workers_gracefully_after_exactly_three_failures(supervised_factory, webhook,
+                                                                               smtp_sink):
+    """All workers SIGSTOPped: /health/live hangs; the monitor (as the supervisor program) counts
+    three failed checks, then recovers the graceful way (issue 9): the stopped workers are
+    killed, the master (which still answers signals) gets HUP; alerts by webhook, email, command."""
     alert_file = "logs/alert-command.json"
     sup = supervised_factory(
         PYPI_REPO_MONITOR_INTERVAL="0.5", PYPI_REPO_MONITOR_TIMEOUT="1", PYPI_REPO_MONITOR_COOLDOWN="5",
@@ -119,7 +121,8 @@ def test_monitor_restarts_a_hung_service_after_exactly_three_failures(supervised
 
     sup.wait_for(lambda: "restart done" in monitor_log.read_text(), 40, "the monitor to restart")
     sup.wait_healthy(20)
-    assert sup.program_pid() != master
+    assert sup.program_pid() == master  # graceful: the same master, new workers
+    assert "graceful reload: HUP to the Gunicorn master" in monitor_log.read_text()
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in hung)
 
     text = monitor_log.read_text()
@@ -133,7 +136,7 @@ def test_monitor_restarts_a_hung_service_after_exactly_three_failures(supervised
     sup.wait_for(lambda: any(a["event"] == "restart" for a in webhook.received), 10, "the webhook alert")
     alert = next(a for a in webhook.received if a["event"] == "restart")
     assert "3 consecutive failed health checks" in alert["message"]
-    assert alert["details"]["command"].startswith("supervisorctl")
+    assert "graceful reload" in alert["details"]["output"]
     sup.wait_for(lambda: len(smtp_sink.messages) >= 1, 10, "the email alert")
     assert "restart" in smtp_sink.messages[0]["Subject"]
     assert '"event": "restart"' in (sup.root / alert_file).read_text()
