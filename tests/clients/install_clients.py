@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import logging
 import os
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["CLIENTS", "Client", "cache_root"]
+
+log = logging.getLogger("install_clients")
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=4, help="installs at once (network-bound)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="install_clients: %(message)s", stream=sys.stderr)
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:  # two runs on one machine share the cache
@@ -114,15 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         missing = [c for c in CLIENTS if not (c.installed() and c.made_by_this_python())]
         if not missing:
             return 0
-        print(f"installing {len(missing)} test clients into {root}", file=sys.stderr)
+        log.info("installing %d test clients into %s", len(missing), root)
         failed = 0
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             for client, future in [(c, pool.submit(install, c)) for c in missing]:
                 try:
-                    print(future.result(), file=sys.stderr)
+                    log.info("%s", future.result())
                 except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
                     failed += 1
-                    print(f"{client.name}: FAILED: {exc}", file=sys.stderr)
+                    log.error("%s: FAILED: %s", client.name, exc)
     return 1 if failed else 0
 
 
