@@ -17,8 +17,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -80,27 +84,45 @@ def build_projects(packages: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in wanted}
 
 
-def start_servers(kinds: list[tuple[dict[str, Path], dict[str, str]]]) -> list[LiveServer]:
-    """Start the servers at once (one worker each: this is about formats, not load); if one
-    fails, stop the others."""
-    with ThreadPoolExecutor(len(kinds)) as pool:
-        starting = [pool.submit(start_server, dirs, env, workers=1) for dirs, env in kinds]
-    servers, errors = [], []
-    for future in starting:
-        try:
-            servers.append(future.result())
-        except RuntimeError as exc:
-            errors.append(exc)
-    if errors:
-        for server in servers:
-            server.stop()
-        raise errors[0]
-    return servers
+def start_one(dirs: dict[str, Path], env: dict[str, str]) -> LiveServer:
+    """A one-worker server (this is about formats, not load); tried twice, because on a loaded
+    machine a boot can miss start_server's deadline, or the port be taken before the bind."""
+    try:
+        return start_server(dirs, env, workers=1)
+    except RuntimeError as exc:
+        warnings.warn(f"server start retried after: {exc}", stacklevel=1)
+        return start_server(dirs, env, workers=1)
+
+
+class _KnowsNothing(BaseHTTPRequestHandler):
+    """Stands in for the default public index: 404 for every project, like PyPI for a
+    private name."""
+
+    def do_GET(self) -> None:
+        self.send_error(404)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def empty_index() -> Iterator[str]:
+    """The index ``--index-url`` points at in the extra-index-url form, so nothing leaves
+    the machine: in-process, bound to a port of its own choosing."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KnowsNothing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/simple/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")
 def targets(tmp_path_factory):
-    """One server per index kind (public, private, empty), shared by every client."""
+    """One server per index kind (public, private, empty), shared by the module's tests."""
     base = tmp_path_factory.mktemp("client-matrix")
     stored = build_projects(base / "dist")
     private_dirs = _tree(base / "private", base / "dist")
@@ -110,21 +132,24 @@ def targets(tmp_path_factory):
                                       "argon2_time_cost": 1, "argon2_memory_kib": 8}))
     auth.add_user(READER, READER_PASSWORD)
     _, token = auth.create_token(READER, scope="read")
-    kinds = [(_tree(base / "public", base / "dist"), {}), (private_dirs, {"PYPI_REPO_PRIVATE": "true"}),
-             (_tree(base / "empty"), {})]
-    servers = start_servers(kinds)
-    public, private, empty = servers
+    public = start_one(_tree(base / "public", base / "dist"), {})
+    try:
+        private = start_one(private_dirs, {"PYPI_REPO_PRIVATE": "true"})
+    except RuntimeError:
+        public.stop()
+        raise
     try:
         # the private form must really need its credentials
         assert requests.get(private.index_url + APP + "/", timeout=10).status_code == 401
-        yield {
-            "index-url": Target(public.index_url, None, None, stored),
-            "extra-index-url": Target(empty.index_url, public.url + "/", None, stored),
-            "private": Target(private.index_url, None, (READER, token), stored),
-        }
+        with empty_index() as empty_url:
+            yield {
+                "index-url": Target(public.index_url, None, None, stored),
+                "extra-index-url": Target(empty_url, public.url + "/", None, stored),
+                "private": Target(private.index_url, None, (READER, token), stored),
+            }
     finally:
-        for server in servers:
-            server.stop()
+        public.stop()
+        private.stop()
 
 
 def sha256(data: bytes) -> str:
