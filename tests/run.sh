@@ -18,4 +18,9 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The client matrix (pip 21.2.3 .. newest, uv, poetry): one venv per version, in a cache
+# outside the checkout that later runs reuse (docs/clients.md). A client that cannot be
+# installed is reported here and makes its tests fail.
+python3 tests/clients/install_clients.py || echo "tests/run.sh: some test clients are missing (see above)" >&2
+
 exec .venv/bin/python -m pytest "$@"
