@@ -15,8 +15,7 @@
       var area = document.createElement("textarea");
       area.value = text;
       area.setAttribute("readonly", "");
-      area.style.position = "fixed";
-      area.style.opacity = "0";
+      area.className = "visually-hidden";
       document.body.appendChild(area);
       area.select();
       try { document.execCommand("copy") ? resolve() : reject(new Error("copy failed")); }
@@ -25,8 +24,10 @@
     });
   }
 
+  /* Copy buttons are rendered hidden: without JavaScript they would do nothing (issue 12, defect 16). */
   function initCopyButtons() {
     document.querySelectorAll("[data-copy-target]").forEach(function (button) {
+      button.hidden = false;
       button.addEventListener("click", function () {
         var target = document.getElementById(button.getAttribute("data-copy-target"));
         if (!target) { return; }
@@ -83,7 +84,7 @@
         .catch(function () { /* aborted or failed: the form still works without JS */ });
     }
     input.addEventListener("input", debounce(update, 120));
-    if (sort) { sort.addEventListener("change", update); }
+    form.querySelectorAll("select").forEach(function (select) { select.addEventListener("change", update); });
   }
 
   /* Home: suggestions under the search box (combobox with a listbox, arrow keys + Enter). */
