@@ -107,8 +107,8 @@ _MARKDOWN = (MarkdownIt("commonmark", {"html": True, "typographer": False, "high
 @lru_cache(maxsize=1)
 def pygments_css(scope: str = ".readme-body") -> str:
     """Token colours for README code: a light style, and a dark one under ``prefers-color-scheme``."""
-    light = HtmlFormatter(style="default").get_token_style_defs(scope)
-    dark = HtmlFormatter(style="github-dark").get_token_style_defs(scope)
+    light = HtmlFormatter(style="xcode").get_token_style_defs(scope)  # both: every token >= 4.5:1 (WCAG AA)
+    dark = HtmlFormatter(style="one-dark").get_token_style_defs(scope)
     return ("/* Pygments token styles (generated) */\n" + "\n".join(light)
             + "\n@media (prefers-color-scheme: dark) {\n" + "\n".join(dark) + "\n}\n")
 
@@ -136,14 +136,15 @@ def _placeholder(tag: str, inside_link: bool) -> str:
     """A remote image as text: its alt (or host), linking to it unless already in a link."""
     attrs = dict(_ATTR_VALUE.findall(tag))
     src = attrs.get("src", "")
-    host = urlsplit(html.unescape(src)).hostname or "another site"
+    parts = urlsplit(html.unescape(src))
+    host = parts.hostname or "another site"
     alt = html.unescape(attrs.get("alt", "")).strip()
     if not alt or alt == html.unescape(src) or "://" in alt:
         alt = f"image from {host}"
     label = html.escape(alt[:120])
     title = html.escape(f"Image from {host}, not loaded (this index never fetches remote images)")
     inner = f'<span class="remote-image-icon" aria-hidden="true"></span>{label}'
-    if inside_link or not src:
+    if inside_link or parts.scheme not in ("http", "https"):  # a relative path means nothing here
         return f'<span class="remote-image" title="{title}">{inner}</span>'
     return (f'<a class="remote-image" href="{src}" title="{title}" rel="nofollow noopener ugc">{inner}</a>')
 

@@ -164,7 +164,15 @@
     document.addEventListener("click", function (event) { if (!list.contains(event.target) && event.target !== input) { close(); } });
   }
 
+  /* A box that scrolls sideways (wide code, tables) must be reachable by keyboard to scroll it. */
+  function initScrollRegions() {
+    document.querySelectorAll(".readme-body pre, .readme-body table, .table-wrap, .chart").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth && !box.hasAttribute("tabindex")) { box.tabIndex = 0; }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    initScrollRegions();
     initCopyButtons();
     initLiveSearch();
     initSuggest();
