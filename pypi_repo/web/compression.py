@@ -51,11 +51,14 @@ def _compress(data: bytes, encoding: str) -> bytes:
 
 
 def _eligible(resp: Response) -> bool:
-    if request.method != "GET" or resp.status_code != 200 or resp.direct_passthrough or resp.is_streamed:
+    if request.method != "GET" or resp.status_code != 200 or "Content-Encoding" in resp.headers:
         return False
-    if request.blueprint in EXCLUDED_BLUEPRINTS or "Content-Encoding" in resp.headers:
+    if request.blueprint in EXCLUDED_BLUEPRINTS or resp.mimetype not in COMPRESSIBLE:
         return False
-    return resp.mimetype in COMPRESSIBLE
+    if request.endpoint == "static" and resp.direct_passthrough:  # our CSS/JS: small, read once per version
+        resp.direct_passthrough = False
+        resp.make_sequence()
+    return not (resp.direct_passthrough or resp.is_streamed)
 
 
 def compress_response(resp: Response) -> Response:
