@@ -317,8 +317,11 @@ def _public_checks(doc: Any) -> list[tuple[str, bool, list[tuple[str, Any]]]]:
 
 @bp.get("/ui/health")
 def health_page() -> Response:
-    healthy, doc = services().health.check()
+    result = services().health.check()
+    healthy, doc = result if isinstance(result, tuple) else (None, result)
     doc = doc if isinstance(doc, dict) else {}
+    if healthy is None:  # a checker that returns only its document
+        healthy = doc.get("status") in ("ok", "healthy", "ready") or bool(doc.get("ok"))
     disk = next((c for n, c in (doc.get("checks") or {}).items() if n == "disk" and isinstance(c, dict)), None)
     return html("health.html", status=200 if healthy else 503, healthy=healthy, checks=_public_checks(doc),
                 version=doc.get("version"), uptime_s=doc.get("uptime_s"), checked=doc.get("time"), disk=disk)

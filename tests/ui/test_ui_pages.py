@@ -167,6 +167,29 @@ def test_stats_and_health_pages(client, tree):
     assert client.get("/health").is_json and client.get("/stats").is_json  # the JSON endpoints stay
 
 
+def test_health_page_shows_no_paths_or_pid(app, client, tree):
+    body = text(client.get("/ui/health"))
+    settings = app.extensions["pypi_repo"].settings
+    assert str(settings.packages_dir) not in body and str(settings.data_dir) not in body
+    assert "pid" not in body.lower() and "free_mb" not in body and (" GB" in body or " MB" in body)
+
+
+class _OtherShapeChecker:
+    """A /health document of another shape (liveness/readiness split): the page must still render."""
+
+    def check(self):
+        return {"status": "ok", "checks": {"live": True, "ready": {"ok": True, "path": "/srv/x", "lag_s": 3}},
+                "pid": 7}
+
+
+def test_health_page_renders_whatever_health_returns(app, client, tree):
+    app.extensions["pypi_repo"].health = _OtherShapeChecker()
+    resp = client.get("/ui/health")
+    body = text(resp)
+    assert resp.status_code == 200 and "ready" in body and "lag" in body and "3 s" in body
+    assert "/srv/x" not in body and "pid" not in body.lower()
+
+
 def test_empty_index_pages(client):
     for url in ("/", "/projects/", "/ui/stats", "/dependencies/missing/"):
         assert client.get(url).status_code == 200, url
