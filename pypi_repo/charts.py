@@ -66,7 +66,7 @@ def line_chart(points: Sequence[tuple[float, float]], y_format: Callable[[float]
         pts.insert(0, (pts[-1][0] - 7, 0))
     x0, x1 = pts[0][0], pts[-1][0]
     y1 = max(v for _, v in pts) or 1
-    inner_w, inner_h = width - pad - 12, height - pad + 16 - 20
+    inner_w, inner_h = width - pad - 12, height - 66  # 20 above the plot, 46 below it for the dates
 
     def sx(x: float) -> float:
         return round(pad + (x - x0) / ((x1 - x0) or 1) * inner_w, 1)
