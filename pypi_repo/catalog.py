@@ -39,7 +39,7 @@ __all__ = ["Catalog", "CatalogSnapshot", "ProjectRecord", "latest_version", "rel
 
 log = logging.getLogger(__name__)
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2  # 2: deps flag any marker as conditional; classifiers
 RACY_NS = 2_000_000_000
 DAY_S = 86400
 
@@ -56,12 +56,13 @@ class ProjectRecord:
     keywords: str
     requires_python: str | None
     requires_dist: tuple[str, ...]  # of the latest release
-    deps: tuple[tuple[str, bool], ...]  # (normalized name, only via an extra) per valid requirement
+    deps: tuple[tuple[str, bool], ...]  # (normalized name, conditional: behind an extra or marker)
     files: int
     wheels: int
     bytes: int
     last_upload: float  # epoch seconds of the newest file
     daily: tuple[tuple[int, int, int], ...]  # (day since epoch, files, bytes) by file mtime
+    classifiers: tuple[str, ...] = ()  # of the latest release (search filters on them)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -72,6 +73,7 @@ class ProjectRecord:
         data["requires_dist"] = tuple(data["requires_dist"])
         data["deps"] = tuple((n, bool(o)) for n, o in data["deps"])
         data["daily"] = tuple(tuple(d) for d in data["daily"])
+        data["classifiers"] = tuple(data.get("classifiers") or ())
         return cls(**data)
 
 
@@ -156,7 +158,7 @@ def build_record(index: ProjectIndex, project: NormalizedName) -> ProjectRecord:
     for text in requires:
         req = parse_requirement(text)
         if req is not None:
-            deps.append((str(canonicalize_name(req.name)), bool(marker_extras(req))))
+            deps.append((str(canonicalize_name(req.name)), req.marker is not None))
     daily: dict[int, list[int]] = {}
     for e in entries:
         bucket = daily.setdefault(e.mtime_ns // (DAY_S * 10**9), [0, 0])
@@ -177,6 +179,7 @@ def build_record(index: ProjectIndex, project: NormalizedName) -> ProjectRecord:
         bytes=sum(e.size for e in entries),
         last_upload=max((e.mtime_ns for e in entries), default=0) / 1e9,
         daily=tuple((day, f, b) for day, (f, b) in sorted(daily.items())),
+        classifiers=tuple(str(c) for c in fields.get("classifiers") or ()),
     )
 
 

@@ -49,6 +49,7 @@ class LineChart:
     x_ticks: tuple[tuple[float, str], ...]
     y_ticks: tuple[tuple[float, str], ...]
     last_label: str
+    pad: int = 62  # room left of the plot for the y labels
 
 
 def _day_label(day: float) -> str:
@@ -56,7 +57,7 @@ def _day_label(day: float) -> str:
 
 
 def line_chart(points: Sequence[tuple[float, float]], y_format: Callable[[float], str] = str,
-               width: int = 480, height: int = 200, pad: int = 62) -> LineChart | None:
+               width: int = 480, height: int = 200, pad: int = 86) -> LineChart | None:
     """Scale (day, value) points into the chart box; a step line, since totals jump at uploads."""
     if not points:
         return None
@@ -65,7 +66,7 @@ def line_chart(points: Sequence[tuple[float, float]], y_format: Callable[[float]
         pts.insert(0, (pts[-1][0] - 7, 0))
     x0, x1 = pts[0][0], pts[-1][0]
     y1 = max(v for _, v in pts) or 1
-    inner_w, inner_h = width - pad - 12, height - pad + 16 - 20
+    inner_w, inner_h = width - pad - 12, height - 66  # 20 above the plot, 46 below it for the dates
 
     def sx(x: float) -> float:
         return round(pad + (x - x0) / ((x1 - x0) or 1) * inner_w, 1)
@@ -81,4 +82,4 @@ def line_chart(points: Sequence[tuple[float, float]], y_format: Callable[[float]
     x_ticks = tuple(dict((_day_label(x0 + (x1 - x0) * i / 3), sx(x0 + (x1 - x0) * i / 3)) for i in range(4)).items())
     x_ticks = tuple((x, label) for label, x in x_ticks)
     y_ticks = tuple((sy(y1 * i / 4), y_format(y1 * i / 4)) for i in range(5))
-    return LineChart(width, height, line, area, x_ticks, y_ticks, y_format(pts[-1][1]))
+    return LineChart(width, height, line, area, x_ticks, y_ticks, y_format(pts[-1][1]), pad)

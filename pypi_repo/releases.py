@@ -56,12 +56,24 @@ def safe_url(url: str | None) -> str | None:
 
 
 def _people(name: str | None, email: str | None) -> tuple[tuple[str, str], ...]:
-    people: list[tuple[str, str]] = []
-    for display, address in getaddresses([email or ""]):
-        if address or display:
-            people.append((display or address, address))
-    if name and not any(p[0] == name for p in people):
-        people.insert(0, (name, ""))
+    """(name, email) pairs from ``Author`` + ``Author-email``.
+
+    ``Author: Will McGugan`` with ``Author-email: willmcgugan@gmail.com`` is one person, not
+    two (issue 12, defect 14): bare addresses are paired with the names in order.
+    """
+    found = [(display.strip(), address.strip()) for display, address in getaddresses([email or ""])
+             if address or display]
+    names = [n.strip() for n in (name or "").split(",") if n.strip()]
+    bare = [address for display, address in found if not display]
+    if names and bare and len(bare) == len(found) and len(names) == len(bare):
+        return tuple(zip(names, bare))
+    names = [name.strip()] if name and name.strip() else []
+    if len(names) == 1 and bare and len(bare) == len(found):
+        return ((names[0], bare[0]),) + tuple((a, a) for a in bare[1:])
+    people = [(display or address, address) for display, address in found]
+    for n in reversed(names):
+        if not any(p[0] == n for p in people):
+            people.insert(0, (n, ""))
     return tuple(people)
 
 

@@ -15,8 +15,7 @@
       var area = document.createElement("textarea");
       area.value = text;
       area.setAttribute("readonly", "");
-      area.style.position = "fixed";
-      area.style.opacity = "0";
+      area.className = "visually-hidden";
       document.body.appendChild(area);
       area.select();
       try { document.execCommand("copy") ? resolve() : reject(new Error("copy failed")); }
@@ -25,8 +24,10 @@
     });
   }
 
+  /* Copy buttons are rendered hidden: without JavaScript they would do nothing (issue 12, defect 16). */
   function initCopyButtons() {
     document.querySelectorAll("[data-copy-target]").forEach(function (button) {
+      button.hidden = false;
       button.addEventListener("click", function () {
         var target = document.getElementById(button.getAttribute("data-copy-target"));
         if (!target) { return; }
@@ -83,7 +84,7 @@
         .catch(function () { /* aborted or failed: the form still works without JS */ });
     }
     input.addEventListener("input", debounce(update, 120));
-    if (sort) { sort.addEventListener("change", update); }
+    form.querySelectorAll("select").forEach(function (select) { select.addEventListener("change", update); });
   }
 
   /* Home: suggestions under the search box (combobox with a listbox, arrow keys + Enter). */
@@ -163,7 +164,15 @@
     document.addEventListener("click", function (event) { if (!list.contains(event.target) && event.target !== input) { close(); } });
   }
 
+  /* A box that scrolls sideways (wide code, tables) must be reachable by keyboard to scroll it. */
+  function initScrollRegions() {
+    document.querySelectorAll(".readme-body pre, .readme-body table, .table-wrap, .chart").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth && !box.hasAttribute("tabindex")) { box.tabIndex = 0; }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    initScrollRegions();
     initCopyButtons();
     initLiveSearch();
     initSuggest();

@@ -56,7 +56,7 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
     )
 
     from .. import downloads
-    from . import access, errors, files, metrics, ops, simple, ui, ui_account, ui_manage, upload
+    from . import access, compression, errors, files, metrics, ops, simple, ui, ui_account, ui_manage, upload
 
     if settings.private:  # reads need credentials; a public index pays nothing for the check
         app.before_request(access.require_read_access)
@@ -65,6 +65,7 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
         app.register_blueprint(blueprint)
     downloads.init(app.extensions["pypi_repo"])  # counting hook for web/files.py
     metrics.init_app(app)  # request ids, request metrics, /metrics
+    compression.init_app(app)  # gzip/br for pages and the Simple API, never for files
     app.register_blueprint(simple.bp)  # last: its /<project>/ alias is the catch-all
     errors.register(app)
     return app

@@ -7,25 +7,27 @@ dependency analysis (``deps.py``) and release views (``releases.py``), all Flask
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
-from packaging.version import InvalidVersion, Version
 
-from ..catalog import Catalog, CatalogSnapshot, latest_version
+from ..catalog import Catalog, CatalogSnapshot
 from ..charts import human_bytes, line_chart, upload_history
-from ..deps import analyse_requirements, dependency_graph
-from ..downloads import download_counts
+from ..deps import PYTHON_VERSIONS, dependency_graph
+from ..descriptions import pygments_css
 from ..distfiles import canonical_project_name
-from ..errors import InvalidName, NotFound, ProjectNotFound
+from ..errors import InvalidName, ProjectNotFound
 from ..releases import ReleaseViews
-from ..search import search
+from ..search import SearchFilters, highlight_segments, normalize_query, search
 from ..simple_api import HTML_V1, JSON_V1, TEXT_HTML, choose_content_type
+from . import ui_format
 from .app import services
 from .simple import page_response
+from .ui_format import HIDDEN_HEALTH_KEYS
+from .ui_project import release_context
 
 __all__ = ["bp", "index_url", "base_url", "ui_services", "html"]
 
@@ -68,29 +70,7 @@ def html(template: str, status: int = 200, **context: Any) -> Response:
     return resp
 
 
-@bp.app_template_filter("bytes")
-def _bytes_filter(size: float) -> str:
-    return human_bytes(size)
-
-
-@bp.app_template_filter("when")
-def _when_filter(value: Any) -> str:
-    """Epoch seconds or a PEP 700 time string -> ``2024-05-01 12:00 UTC``."""
-    if not value:
-        return ""
-    if isinstance(value, str):
-        return value[:16].replace("T", " ") + " UTC"
-    return datetime.fromtimestamp(float(value), tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-@bp.app_template_filter("duration")
-def _duration_filter(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
+ui_format.register(bp)
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -152,10 +132,10 @@ def project_list() -> Response:
     sort = request.args.get("sort", "name")
     page = _int_arg("page", 1, 1, 10**6)
     size = _int_arg("size", PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    started = time.perf_counter()
+    filters = _filters()
     snap = ui.catalog.snapshot()
-    if query:
-        result = search(ui.catalog, query, limit=size, offset=(page - 1) * size)
+    if query or filters:
+        result = search(ui.catalog, query, limit=size, offset=(page - 1) * size, filters=filters)
         rows, total = [h.record for h in result.hits], result.total
     elif sort == "updated":
         recent = ui.catalog.derived("recent", _recent)
@@ -166,11 +146,31 @@ def project_list() -> Response:
         chosen = names[(page - 1) * size: page * size]
         rows = [snap.records.get(n) or n for n in chosen]
     context = dict(query=query, sort=sort, page=page, size=size, rows=rows, total=total,
-                   pages=max(1, -(-total // size)), snap=snap,
-                   took_ms=round((time.perf_counter() - started) * 1000, 1))
+                   pages=max(1, -(-total // size)), snap=snap, filters=filters,
+                   python_versions=PYTHON_VERSIONS, words=normalize_query(query)[2],
+                   pager_args=_pager_args(query, sort, size, filters))
     if request.args.get("partial"):
         return html("_project_rows.html", **context)
     return html("projects.html", **context)
+
+
+def _filters() -> SearchFilters:
+    python = request.args.get("python", "")
+    return SearchFilters(classifier=" ".join(request.args.get("classifier", "").split())[:300],
+                         python=python if python in PYTHON_VERSIONS else "")
+
+
+def _pager_args(query: str, sort: str, size: int, filters: SearchFilters) -> dict[str, Any]:
+    """Everything but the page number, so "Next" keeps the size and the filters (defect 3)."""
+    args = {"q": query or None, "sort": sort if sort != "name" else None,
+            "size": size if size != PAGE_SIZE else None,
+            "classifier": filters.classifier or None, "python": filters.python or None}
+    return {k: v for k, v in args.items() if v is not None}
+
+
+@bp.app_template_global("highlight_segments")
+def _highlight_segments(text: str, words: tuple[str, ...]) -> list[tuple[str, bool]]:
+    return highlight_segments(text, words)
 
 
 @bp.get("/search/")
@@ -184,7 +184,7 @@ def api_search() -> Response:
     limit = _int_arg("limit", 20, 1, MAX_PAGE_SIZE)
     offset = _int_arg("offset", 0, 0, 10**7)
     started = time.perf_counter()
-    result = search(ui_services().catalog, query, limit=limit, offset=offset)
+    result = search(ui_services().catalog, query, limit=limit, offset=offset, filters=_filters())
     return jsonify({
         "query": query,
         "total": result.total,
@@ -194,47 +194,6 @@ def api_search() -> Response:
 
 
 # ----------------------------------------------------------------- project pages
-def _release_context(name: str, version: str | None) -> dict[str, Any]:
-    svc = services()
-    ui = ui_services()
-    entries = svc.store.scan_project(name)
-    detail = svc.index.project_detail(name)
-    if not entries:
-        raise ProjectNotFound(f"project {name!r} has no files")
-    by_version: dict[Version, list] = {}
-    for entry in entries:
-        by_version.setdefault(entry.dist.version, []).append(entry)
-    yanked = {v for v, es in by_version.items() if all(e.yanked is not None for e in es)}
-    latest = latest_version(by_version, yanked)
-    if version is None:
-        chosen = latest
-    else:
-        try:
-            chosen = Version(version)
-        except InvalidVersion:
-            raise NotFound(f"no version {version[:50]!r} of {name}") from None
-        if chosen not in by_version:
-            raise NotFound(f"no version {version[:50]!r} of {name}")
-        chosen = next(v for v in by_version if v == chosen)  # the spelling on disk
-    view = ui.releases.get(name, str(chosen), by_version[chosen])
-    files_by_name = {f.filename: f for f in detail.files}
-    files = [(files_by_name[e.filename], e) for e in by_version[chosen] if e.filename in files_by_name]
-    versions = [
-        {"version": str(v), "time": min(e.mtime_ns for e in es) / 1e9, "yanked": v in yanked,
-         "reason": next((e.yanked for e in es if e.yanked), ""), "pre": v.is_prerelease}
-        for v, es in sorted(by_version.items(), reverse=True)
-    ]
-    served = svc.store.projects()
-    graph = dependency_graph(ui.catalog)
-    return dict(
-        name=name, view=view, version=str(chosen), latest=str(latest), is_latest=chosen == latest,
-        versions=versions, files=files, deps=analyse_requirements(view.requires_dist, served),
-        used_by=graph.used_by(name), snap=graph.snapshot, index_url=index_url(),
-        yanked=chosen in yanked,
-        downloads=download_counts(svc, name) if svc.settings.count_downloads else None,
-    )
-
-
 def _project_redirect(name: str, version: str | None) -> Response | None:
     canonical = _canonical_or_404(name)
     if canonical != name:
@@ -245,7 +204,7 @@ def _project_redirect(name: str, version: str | None) -> Response | None:
 
 @bp.get("/project/<name>/")
 def project(name: str) -> Response:
-    return _project_redirect(name, None) or html("project.html", **_release_context(name, None))
+    return _project_redirect(name, None) or html("project.html", **release_context(name, None))
 
 
 @bp.get("/project/<name>/<version>/")
@@ -253,7 +212,7 @@ def project_version(name: str, version: str) -> Response:
     moved = _project_redirect(name, version)
     if moved:
         return moved
-    context = _release_context(name, version)
+    context = release_context(name, version)
     if context["version"] != version:  # 1.0 -> 1.0.0 style aliases land on one URL
         return redirect(url_for("ui.project_version", name=name, version=context["version"]), 301)
     return html("project.html", **context)
@@ -262,7 +221,7 @@ def project_version(name: str, version: str) -> Response:
 @bp.get("/api/project/<name>")
 def api_project(name: str) -> Response:
     canonical = _canonical_or_404(name)
-    ctx = _release_context(canonical, request.args.get("version"))
+    ctx = release_context(canonical, request.args.get("version"))
     view = ctx["view"]
     return jsonify({
         "name": canonical, "display_name": view.display_name, "version": ctx["version"],
@@ -278,7 +237,7 @@ def api_project(name: str) -> Response:
 @bp.get("/api/project/<name>/dependencies")
 def api_dependencies(name: str) -> Response:
     canonical = _canonical_or_404(name)
-    ctx = _release_context(canonical, request.args.get("version"))
+    ctx = release_context(canonical, request.args.get("version"))
     return jsonify({
         "name": canonical,
         "version": ctx["version"],
@@ -333,6 +292,7 @@ def stats_page() -> Response:
     files_chart = line_chart([(d, f) for d, f, _ in history], lambda v: f"{v:,.0f}")
     bytes_chart = line_chart([(d, b) for d, _, b in history], human_bytes)
     largest = ui.catalog.derived("largest", lambda s: sorted(s.records.values(), key=lambda r: -r.bytes)[:10])
+    # only figures that every worker agrees on (defect 12): per-worker caches and uptime are in /metrics
     extra = {}
     for key, provider in svc.extras.get("stats_providers", {}).items():
         try:
@@ -340,14 +300,43 @@ def stats_page() -> Response:
         except Exception:  # a broken provider must not break the page
             extra[key] = {"error": "unavailable"}
     return html("stats.html", snap=snap, totals=ui.catalog.derived("totals", _totals),
-                files_chart=files_chart, bytes_chart=bytes_chart, largest=largest,
-                cache=svc.index.cache_stats, extra=extra, uptime_s=svc.health.uptime_s())
+                files_chart=files_chart, bytes_chart=bytes_chart, largest=largest, extra=extra)
+
+
+def _public_checks(doc: Any) -> list[tuple[str, bool, list[tuple[str, Any]]]]:
+    """(name, ok, [(key, value)]) from whatever ``/health`` returns, minus paths and pids."""
+    checks = doc.get("checks") if isinstance(doc, dict) else None
+    out = []
+    for name, check in (checks or {}).items() if isinstance(checks, dict) else ():
+        check = check if isinstance(check, dict) else {"ok": bool(check)}
+        details = [(k, v) for k, v in check.items()
+                   if k != "ok" and k not in HIDDEN_HEALTH_KEYS and not k.endswith("pid") and not (isinstance(v, str) and v.startswith("/"))]
+        out.append((str(name), bool(check.get("ok")), details))
+    return out
 
 
 @bp.get("/ui/health")
 def health_page() -> Response:
-    healthy, doc = services().health.check()
-    return html("health.html", status=200 if healthy else 503, healthy=healthy, doc=doc)
+    result = services().health.check()
+    healthy, doc = result if isinstance(result, tuple) else (None, result)
+    doc = doc if isinstance(doc, dict) else {}
+    if healthy is None:  # a checker that returns only its document
+        healthy = doc.get("status") in ("ok", "healthy", "ready") or bool(doc.get("ok"))
+    disk = next((c for n, c in (doc.get("checks") or {}).items() if n == "disk" and isinstance(c, dict)), None)
+    return html("health.html", status=200 if healthy else 503, healthy=healthy, status_word=doc.get("status"),
+                checks=_public_checks(doc),
+                version=doc.get("version"), uptime_s=doc.get("uptime_s"), checked=doc.get("time"), disk=disk)
+
+
+@bp.get("/ui/pygments.css")
+def pygments_stylesheet() -> Response:
+    """README code colours (light and dark), generated from the installed Pygments (defect 4)."""
+    css = pygments_css()
+    etag = hashlib.sha256(css.encode()).hexdigest()[:20]
+    resp = Response(css, content_type="text/css; charset=utf-8")
+    resp.set_etag(etag)
+    resp.headers["Cache-Control"] = "max-age=86400"
+    return resp.make_conditional(request)
 
 
 @bp.get("/favicon.ico")

@@ -141,7 +141,7 @@ def test_download_counts_for_the_project_page(app, client, add_dist):
     assert download_counts(app.extensions["pypi_repo"].settings, "never-downloaded")["total"] == 0
     page = client.get("/project/page-proj/").get_data(as_text=True)
     assert "3 in all, 3 in the last 30 days" in page
-    assert '<td class="num" data-label="Downloads">3</td>' in page
+    assert "<span>3 downloads</span>" in page  # on the file card
 
 
 def test_counting_off_writes_nothing(overrides, add_dist, repo_dirs):

@@ -15,7 +15,8 @@ from conftest import make_repo_dirs, run, start_server
 from distbuilder import make_wheel
 from pypi_repo.auth import AuthService
 from pypi_repo.config import load_settings
-from test_ui_browser import ARTIFACTS, BROWSER_ARGS, CHROMIUM
+from browser_fixtures import BROWSER_ARGS, CHROMIUM
+from test_ui_browser import ARTIFACTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ui-browser")]
 

@@ -5,8 +5,6 @@ tests/artifacts/ (git-ignored) for a human to look at.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, client_env, make_repo_dirs, start_server
+from browser_fixtures import browser  # noqa: F401  (a fixture)
 from distbuilder import make_sdist, make_wheel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ui-browser")]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOSTILE_README = """# Hostile
 
 <script>window.__pwned = 'script'</script>
@@ -57,16 +53,6 @@ def server(tmp_path_factory):
     srv = start_server(dirs, {"PYPI_REPO_CATALOG_REFRESH_S": "0"})
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ def tree(add_dist, packages):
 
 
 def text(resp) -> str:
-    return resp.get_data(as_text=True)
+    """The body as a reader sees its text: ``<wbr>`` break hints removed."""
+    return resp.get_data(as_text=True).replace("<wbr>", "")
 
 
 def test_home_explains_usage_with_this_servers_url(client, tree):
@@ -87,7 +88,7 @@ def test_project_page_shows_what_pypi_shows(client, tree):
         assert f'/project/payo-cli/{version}/' in body
     assert "yanked" in body and "broken build" in body and "pre-release" in body
     assert "payo_cli-1.0.0-py3-none-any.whl" in body and "payo_cli-1.0.0.tar.gz" in body
-    assert re.search(r"<code>[0-9a-f]{64}</code>", body)
+    assert re.search(r'<code id="sha-[a-z]+-\d+">[0-9a-f]{64}</code>', body)
     assert "py3-none-any" in body and "&gt;=3.9" in body and "MIT" in body
     assert "Ada Lovelace" in body and 'href="https://example.com/src"' in body
     assert "<strong>command line</strong>" in body
@@ -102,7 +103,8 @@ def test_project_page_readme_and_urls_are_inert(client, tree):
 
 def test_project_version_page_and_redirects(client, tree):
     body = text(client.get("/project/payo-cli/0.9.0/"))
-    assert "You are viewing 0.9.0" in body and "payo-cli==0.9.0" in body and "This version is yanked" in body
+    assert "payo-cli==0.9.0" in body and "This release has been yanked" in body and "Reason: broken build" in body
+    assert "The latest version is" in body
     assert client.get("/project/Payo_CLI/").headers["Location"].endswith("/project/payo-cli/")
     assert client.get("/project/payo-cli/1.0/").headers["Location"].endswith("/project/payo-cli/1.0.0/")
 
@@ -145,7 +147,7 @@ def test_missing_dependency_report(client, tree):
         {"name": "rich", "required_by": ["payo-cli"], "only_optional": True},
     ]
     body = text(client.get("/dependencies/missing/"))
-    assert "Required (1)" in body and "Only behind extras (1)" in body
+    assert "Needed everywhere (1)" in body and "Only behind an extra or an environment marker (1)" in body
 
 
 def test_new_release_shows_up_in_search_and_deps(client, tree, add_dist):
@@ -163,6 +165,29 @@ def test_stats_and_health_pages(client, tree):
     health = client.get("/ui/health")
     assert health.status_code == 200 and "packages dir" in text(health) and "badge-ok" in text(health)
     assert client.get("/health").is_json and client.get("/stats").is_json  # the JSON endpoints stay
+
+
+def test_health_page_shows_no_paths_or_pid(app, client, tree):
+    body = text(client.get("/ui/health"))
+    settings = app.extensions["pypi_repo"].settings
+    assert str(settings.packages_dir) not in body and str(settings.data_dir) not in body
+    assert "pid" not in body.lower() and "free_mb" not in body and (" GB" in body or " MB" in body)
+
+
+class _OtherShapeChecker:
+    """A /health document of another shape (liveness/readiness split): the page must still render."""
+
+    def check(self):
+        return {"status": "ok", "checks": {"live": True, "ready": {"ok": True, "path": "/srv/x", "lag_s": 3}},
+                "pid": 7}
+
+
+def test_health_page_renders_whatever_health_returns(app, client, tree):
+    app.extensions["pypi_repo"].health = _OtherShapeChecker()
+    resp = client.get("/ui/health")
+    body = text(resp)
+    assert resp.status_code == 200 and "ready" in body and "lag" in body and "3 s" in body
+    assert "/srv/x" not in body and "pid" not in body.lower()
 
 
 def test_empty_index_pages(client):

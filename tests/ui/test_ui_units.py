@@ -176,3 +176,84 @@ def test_catalog_sees_a_new_project_at_once(tmp_path):
     assert set(catalog.snapshot().records) == {"alpha"}
     make_wheel(packages / "gamma", "gamma", "0.1")
     assert set(catalog.snapshot().records) == {"alpha", "gamma"}  # despite the long refresh interval
+
+
+# ---------------------------------------------------------------- issue 12
+def _env(python: str, platform: str):
+    from pypi_repo.deps import Environment
+
+    return Environment(python, platform)
+
+
+def test_markers_are_evaluated_for_the_chosen_environment():
+    reqs = ['colorama>=0.4; sys_platform == "win32"', 'tomli; python_version < "3.11"', "pygments",
+            'ipywidgets; extra == "jupyter"', 'pywin32; platform_system == "Windows" and extra == "win"']
+    linux = {d.name: d for d in analyse_requirements(reqs, {"pygments"}, _env("3.12", "linux"))}
+    assert [d.name for d in analyse_requirements(reqs, set(), _env("3.12", "linux")) if not d.conditional] == ["pygments"]
+    assert not linux["colorama"].applies and not linux["tomli"].applies and not linux["colorama"].breaks_install
+    assert not linux["ipywidgets"].applies and linux["ipywidgets"].applies_with_extra
+    assert not linux["pywin32"].applies_with_extra  # the extra alone is not enough on Linux
+    windows = {d.name: d for d in analyse_requirements(reqs, set(), _env("3.10", "windows"))}
+    assert windows["colorama"].applies and windows["tomli"].applies and windows["colorama"].breaks_install
+    assert windows["pywin32"].applies_with_extra and not windows["pywin32"].applies
+
+
+def test_environment_from_request_arguments_falls_back_to_the_server():
+    from pypi_repo.deps import Environment, server_environment
+
+    assert Environment.parse("3.10", "windows") == Environment("3.10", "windows")
+    assert Environment.parse("2.7; rm -rf", "amiga") == server_environment()
+    assert Environment("3.9", "macos").markers()["sys_platform"] == "darwin"
+
+
+@pytest.mark.parametrize("author, email, expected", [
+    ("Will McGugan", "willmcgugan@gmail.com", (("Will McGugan", "willmcgugan@gmail.com"),)),
+    ("Ada, Bob", "ada@x.test, bob@x.test", (("Ada", "ada@x.test"), ("Bob", "bob@x.test"))),
+    ("Smith, John", "js@x.test", (("Smith, John", "js@x.test"),)),
+    (None, "Ada L <ada@x.test>", (("Ada L", "ada@x.test"),)),
+    ("Team", None, (("Team", ""),)),
+])
+def test_author_and_address_pair_into_one_person(author, email, expected):
+    from pypi_repo.releases import _people
+
+    assert _people(author, email) == expected
+
+
+def test_search_filters_and_highlights():
+    from pypi_repo.search import SearchFilters, highlight_segments, python_admits
+
+    assert python_admits(">=3.10", "3.11") and not python_admits(">=3.10", "3.8")
+    assert python_admits(None, "3.8") and python_admits("not a specifier", "3.8")
+    rec = _record("x", classifiers=("Framework :: Django :: 5.0", "Topic :: Terminals"))
+    assert SearchFilters(classifier="Framework :: Django").admits(rec)
+    assert not SearchFilters(classifier="Framework :: Djang").admits(rec)
+    assert highlight_segments("A Terminal toolkit for terminals", ("terminal",)) == [
+        ("A ", False), ("Terminal", True), (" toolkit for ", False), ("terminal", True), ("s", False)]
+    assert highlight_segments("<b>", ("b",)) == [("<", False), ("b", True), (">", False)]  # escaped by Jinja
+
+
+def _record(name: str, **kw) -> ProjectRecord:
+    base = dict(name=name, display_name=name, latest="1.0", version_count=1, summary="", keywords="",
+                requires_python=None, requires_dist=(), deps=(), files=1, wheels=1, bytes=1, last_upload=0.0, daily=())
+    return ProjectRecord(**(base | kw))
+
+
+def test_readme_ids_are_prefixed_classes_filtered_and_remote_images_never_load():
+    out = render_description(
+        '<p id="live-region" class="evil" name="x">x</p>\n\n[top](#live-region)\n\n'
+        '![logo](https://img.example/logo.png) <img src="/static/favicon.svg" alt="ours">\n\n'
+        '[![badge](https://img.example/b.svg)](https://ci.example/)\n\n```python\nimport os\n```\n', "text/markdown")
+    assert 'id="user-content-live-region"' in out and 'class="evil"' not in out and "name=" not in out
+    assert 'href="#user-content-live-region"' in out
+    assert "<img" in out and 'src="/static/favicon.svg"' in out and "img.example/logo.png\"" in out
+    assert out.count("<img") == 1  # only the same-site one
+    assert '<a class="remote-image" href="https://img.example/logo.png"' in out
+    assert '<span class="remote-image"' in out  # inside a link: not a nested link
+    assert '<span class="kn">import</span>' in out
+
+
+def test_pygments_stylesheet_has_light_and_dark_token_colours():
+    from pypi_repo.descriptions import pygments_css
+
+    css = pygments_css()
+    assert ".readme-body .k " in css and "@media (prefers-color-scheme: dark)" in css
