@@ -274,11 +274,14 @@ class ProjectIndex:
         """Build the on-disk records and default pages of every project (hash new files once).
 
         Run in the background at server start so that the first request for each project
-        after a deploy, or after the data directory was wiped, costs a stat, not a hash.
+        after a deploy, or after the data directory was wiped, costs a stat, not a hash; the
+        first shard also removes stale temp files of uploads a killed worker left.
         Returns (projects, seconds*1000).
         """
         started = time.monotonic()
         count = 0
+        if shard == 0:  # at start: what killed uploads left behind (issue 9)
+            self.store.clean_stale_temp()
         for position, project in enumerate(list(self.store.projects())):
             if position % shards != shard:  # several processes split the tree
                 continue
