@@ -117,3 +117,14 @@ def test_a_hand_copied_file_with_a_bad_tag_is_not_served(client, packages, tmp_p
     shutil.copy(project / "x-1.0.0-py3-none-any.whl", project / 'x-1.0.0-py3-none-x"; filename=evil.exe.whl')
     assert _files(client, "x")[0] == ["x-1.0.0-py3-none-any.whl"]
     assert client.get('/packages/x/x-1.0.0-py3-none-x"; filename=evil.exe.whl').status_code == 404
+
+
+@pytest.mark.parametrize("filename, why", [
+    ("proj_a-1.0.zip", "PEP 625"), ("proj_a-1.0-py3.11.egg", "PEP 527"), ("proj_a-1.0.tar.bz2", "PEP 527"),
+    ("proj_a-1.0.tgz", "PEP 527"), ("proj_a-1.0.win32.exe", "PEP 527"),
+])
+def test_formats_pypi_refuses_are_refused_at_upload(client, users, packages, tmp_path, filename, why):
+    wheel = make_wheel(tmp_path, "proj-a", "1.0")
+    resp = client.post("/legacy/", data=upload_form(wheel, filename, name="proj-a", version="1.0"), headers=ALICE)
+    assert resp.status_code == 400 and why in resp.get_data(as_text=True)
+    assert snapshot(packages) == {}
