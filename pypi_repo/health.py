@@ -86,14 +86,15 @@ class HealthChecker:
             return {"ok": False, "error": str(exc)}
 
 
-def tree_summary(root: Path) -> dict[str, Any]:
+def tree_summary(root: Path | PackageStore) -> dict[str, Any]:
     """Counts from a stat walk of the tree (no hashing): exactly the files the pages list
     (``PackageStore.scan_project``: wrong-project, legacy-format and escaping files are
     skipped the same way here, issue 10)."""
     projects: dict[str, dict[str, int]] = {}
     newest: list[tuple[int, str, str, int]] = []
     wheels = sdists = total_bytes = 0
-    for name, entries in PackageStore(root).iter_all():
+    store = root if isinstance(root, PackageStore) else PackageStore(root)  # a long-lived one caches
+    for name, entries in store.iter_all():
         if not entries:
             continue
         info = projects.setdefault(name, {"files": 0, "bytes": 0})
@@ -137,8 +138,9 @@ def _service_memory() -> dict[str, int]:
     return {"worker_rss_bytes": worker_rss, "service_rss_bytes": service_rss}
 
 
-def repository_stats(settings: Settings, uptime_s: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    stats = tree_summary(settings.packages_dir)
+def repository_stats(settings: Settings, uptime_s: float, extra: dict[str, Any] | None = None,
+                     store: PackageStore | None = None) -> dict[str, Any]:
+    stats = tree_summary(store or settings.packages_dir)
     stats.update({"uptime_s": uptime_s, "memory": _service_memory(), "version": __version__})
     if extra:
         stats.update(extra)

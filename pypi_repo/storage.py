@@ -45,6 +45,7 @@ RACY_NS = 2_000_000_000
 #: While the root's mtime is that young, its listing is re-read at most this often.
 RELIST_NS = 50_000_000
 MAX_WARNINGS = 10000
+MAX_CACHED_DIRS = 100_000
 
 
 
@@ -96,6 +97,7 @@ class PackageStore(StoreWriter):
         self._listing_racy = False
         self._unlisted: dict[str, int] = {}  # directories without a served file: path -> mtime_ns
         self._warned: set[tuple[str, str]] = set()
+        self._dir_listings: dict[str, tuple] = {}  # see _served_names
 
     # ----------------------------------------------------------------- the rule
     def _warn_once(self, path: str, reason: str) -> None:
@@ -292,6 +294,8 @@ class PackageStore(StoreWriter):
         canonical spelling, else the first name in sort order; the others are logged.
         """
         entries = self.scan_copies(project, self.project_dirs(project))
+        if len({e.dist.identity for e in entries}) == len(entries):
+            return sorted(entries, key=lambda e: e.filename)
         chosen: dict[tuple, FileEntry] = {}
         for entry in sorted(entries, key=lambda e: (e.filename != canonical_filename(e.dist), e.filename)):
             kept = chosen.setdefault(entry.dist.identity, entry)
@@ -303,25 +307,49 @@ class PackageStore(StoreWriter):
         """Every served-format file of ``project`` in ``directories``, duplicates included."""
         entries: list[FileEntry] = []
         for directory in directories:
-            try:
-                with os.scandir(directory) as it:
-                    names = {e.name: e for e in it}
-            except (FileNotFoundError, NotADirectoryError):
+            listing = self._served_names(project, str(directory))
+            if listing is None:
                 continue
-            for name, dirent in names.items():
-                dist = self.listable(project, dirent)
-                if dist is None:
-                    continue
+            served, sidecars = listing
+            for name, dist in served:
+                path = os.path.join(directory, name)
                 try:
-                    st = dirent.stat()
+                    st = os.stat(path)
                 except OSError:
                     continue
                 yanked = None
-                sidecar = names.get(name + YANK_SUFFIX)
-                if sidecar is not None:
-                    yanked = self._read_yank_reason(Path(sidecar.path))
-                entries.append(FileEntry(dist, Path(dirent.path), st.st_size, st.st_mtime_ns, st.st_ino, yanked))
+                if name + YANK_SUFFIX in sidecars:
+                    yanked = self._read_yank_reason(Path(path + YANK_SUFFIX))
+                entries.append(FileEntry(dist, Path(path), st.st_size, st.st_mtime_ns, st.st_ino, yanked))
         return entries
+
+    def _served_names(self, project: NormalizedName, directory: str):
+        """(served file names with their parse, sidecar names) of one directory.
+
+        Classifying a name (parse, project, format, symlink) is the costly part of a scan;
+        the result is kept while the directory's mtime and inode hold and the mtime is older
+        than a clock tick (the racy rule), so a re-scan costs a ``stat`` per file, as before.
+        """
+        try:
+            dst = os.stat(directory)
+        except OSError:
+            return None
+        key = (project, dst.st_mtime_ns, dst.st_ino)
+        cached = self._dir_listings.get(directory)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            with os.scandir(directory) as it:
+                dirents = list(it)
+        except OSError:
+            return None
+        served = [(e.name, dist) for e in dirents if (dist := self.listable(project, e)) is not None]
+        value = (served, frozenset(e.name for e in dirents if e.name.endswith(YANK_SUFFIX)))
+        if time.time_ns() - dst.st_mtime_ns > RACY_NS:
+            if len(self._dir_listings) >= MAX_CACHED_DIRS:
+                self._dir_listings.clear()
+            self._dir_listings[directory] = (key, value)
+        return value
 
     @staticmethod
     def _read_yank_reason(path: Path) -> str:
