@@ -95,11 +95,20 @@ def _verify_tree_orphans(store: PackageStore, fix: bool) -> list[Problem]:
 
 
 def _tree_dirs(store: PackageStore) -> list[Path]:
+    """Every project directory, listed or not (not symlinks, not ``lost+found``)."""
     try:
         return sorted(p for p in store.root.iterdir() if not p.name.startswith(".") and p.is_dir()
-                      and not p.is_symlink())
+                      and not p.is_symlink() and _valid_project_dirname(p.name))
     except OSError:
         return []
+
+
+def _valid_project_dirname(name: str) -> bool:
+    try:
+        canonicalize_name(name, validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 def _verify_not_served(store: PackageStore) -> list[Problem]:
@@ -108,7 +117,7 @@ def _verify_not_served(store: PackageStore) -> list[Problem]:
     release. Not fixed automatically: moving or deleting them is the operator's call."""
     problems: list[Problem] = []
     for entry in sorted(store.root.iterdir()) if store.root.is_dir() else []:
-        if entry.name.startswith(".") or not entry.is_dir():
+        if entry.name.startswith(".") or entry.name == "lost+found" or not entry.is_dir():
             continue
         if entry.is_symlink() and not store.inside_root(str(entry)):
             problems.append(Problem("not served", entry, "symlink to a directory outside the package root"))

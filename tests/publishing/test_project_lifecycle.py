@@ -116,3 +116,14 @@ def test_an_empty_or_corrupt_secret_key_is_replaced_not_fatal(overrides, repo_di
     assert "empty or corrupt" in (repo_dirs["logs"] / "pypi_repo.log").read_text()
     assert create_app(overrides).secret_key == key  # the next worker reads the same key
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_verify_fixes_what_a_killed_upload_left_and_spares_lost_and_found(packages, repo_dirs, capsys):
+    (packages / "newproj").mkdir()
+    part = packages / "newproj" / ".upload-abc.part"
+    part.write_bytes(b"half")
+    os.utime(part, (time.time() - 3600,) * 2)
+    (packages / "lost+found").mkdir()
+    assert _cli(packages, repo_dirs["data"], "verify", "--fix") == 0
+    assert "fixed: leftover temp file" in capsys.readouterr().out
+    assert not part.exists() and (packages / "lost+found").is_dir()
