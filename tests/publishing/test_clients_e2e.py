@@ -211,13 +211,16 @@ def _wait_for_temp_file(directory: Path, timeout: float = 30) -> Path:
     raise AssertionError(f"no upload temp file appeared in {directory}")
 
 
-def _holder(server, path: Path) -> psutil.Process:
-    for worker in psutil.Process(server.proc.pid).children():
-        try:
-            if any(f.path == str(path) for f in worker.open_files()):
-                return worker
-        except psutil.Error:
-            continue
+def _holder(server, path: Path, timeout: float = 5) -> psutil.Process:
+    """The worker with ``path`` open (retried: between copying and checking it is closed briefly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in psutil.Process(server.proc.pid).children():
+            try:
+                if any(f.path == str(path) for f in worker.open_files()):
+                    return worker
+            except psutil.Error:
+                continue
     raise AssertionError(f"no worker has {path} open")
 
 
