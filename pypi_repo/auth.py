@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -466,27 +466,47 @@ class AuthService:
             return
         if not roles and not exists:
             return
-        raise PermissionDenied(f"{principal.username} may not upload to {project}")
+        grant = f"python3 manage_repo.py user grant {principal.username} {project}"
+        if not roles:
+            raise PermissionDenied(f"{principal.username} may not upload to {project}: it has no owner yet; "
+                                   f"an operator grants the right with: {grant}")
+        raise PermissionDenied(f"{principal.username} may not upload to {project}: ask an owner, or an "
+                               f"operator can grant the right with: {grant}")
 
     def claim_project(self, principal: Principal, project: NormalizedName, *, exists: bool,
-                      client_addr: str = "") -> None:
-        """Re-check permission and make the first uploader of a new project its owner, in one
-        transaction, so two users racing to create a project cannot both win."""
+                      client_addr: str = "", audit: tuple[str, str, str] | None = None) -> Callable[[], None]:
+        """Re-check permission, make the first uploader of a new project its owner, and write
+        ``audit`` (action, target, detail), all in one transaction: two users racing to
+        create a project cannot both win, and a file is never stored without its audit
+        record (issue 9). Returns an undo for when the publish that follows fails."""
         with self._db().transaction() as conn:
             owners = conn.execute("SELECT user_id FROM project_roles WHERE project = ?",
                                   (project,)).fetchall()
-            if not owners and not exists and principal.user_id > 0:
+            claimed = not owners and not exists and principal.user_id > 0
+            if claimed:
                 conn.execute(
                     "INSERT INTO project_roles (project, user_id, role, created_at) VALUES (?, ?, 'owner', ?)",
                     (project, principal.user_id, time.time()))
-                claimed = True
             else:
-                claimed = False
-        if claimed:
-            self.audit(principal.display, "project.create", project, client_addr,
-                       detail=f"{principal.username} is owner")
-        else:
-            self.check_upload(principal, project, exists=True)
+                self.check_upload(principal, project, exists=True)
+            rows = [("project.create", project, f"{principal.username} is owner")] if claimed else []
+            rows += [audit] if audit else []
+            ids = [conn.execute(
+                "INSERT INTO audit_log (at, actor, action, target, client_addr, outcome, detail) "
+                "VALUES (?, ?, ?, ?, ?, 'ok', ?)",
+                (time.time(), principal.display, action, target, client_addr, detail[:500])).lastrowid
+                for action, target, detail in rows]
+        for action, target, detail in rows:
+            log.info("audit: %s %s %s from %s: ok %s", principal.display, action, target, client_addr or "-", detail)
+
+        def undo() -> None:
+            with self._db().transaction() as conn:
+                conn.executemany("DELETE FROM audit_log WHERE id = ?", [(i,) for i in ids])
+                if claimed:
+                    conn.execute("DELETE FROM project_roles WHERE project = ? AND user_id = ?",
+                                 (project, principal.user_id))
+
+        return undo
 
 
 def _sha256(text: str) -> str:

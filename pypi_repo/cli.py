@@ -187,6 +187,30 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 # ---------------------------------------------------------------- package commands
+def _grant_owner(ctx: CliContext, owner: str | None, projects: set[str]) -> None:
+    """``--owner USER``: make USER an owner of the projects just added (issue 9: a project
+    added by the operator otherwise has no owner, and the first twine upload gets 403)."""
+    for project in sorted(projects):
+        ctx.auth.grant(owner, project, "owner", actor=ctx.actor, client_addr="local")
+        ctx.say(f"{owner} is an owner of {project}")
+
+
+def _add_with_owner(ctx: CliContext, files: Sequence[Path], owner: str | None) -> int:
+    if owner and not any(user.name == owner for user in ctx.auth.list_users()):
+        raise NotFound(f"--owner: no user named {owner!r} (add one with: python3 manage_repo.py user add {owner})")
+    code = _add_files(ctx, files)
+    if owner:
+        _grant_owner(ctx, owner, {n for n in (_project_of(p) for p in files) if n and ctx.store.has_files(n)})
+    return code
+
+
+def _project_of(path: Path) -> str | None:
+    try:
+        return parse_distribution_filename(path.name).name
+    except InvalidFilename:
+        return None
+
+
 def cmd_publish(args: argparse.Namespace, ctx: CliContext) -> int:
     project = canonical_project_name(args.project)
     source = Path(args.source)
@@ -194,7 +218,7 @@ def cmd_publish(args: argparse.Namespace, ctx: CliContext) -> int:
     if not files:
         ctx.warn(f"no {project} wheels or sdists in {source}/")
         return 1
-    return _add_files(ctx, files)
+    return _add_with_owner(ctx, files, args.owner)
 
 
 def cmd_add(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -202,7 +226,7 @@ def cmd_add(args: argparse.Namespace, ctx: CliContext) -> int:
     if not files:
         ctx.warn("no wheels or sdists found")
         return 1
-    return _add_files(ctx, files)
+    return _add_with_owner(ctx, files, args.owner)
 
 
 def cmd_remove(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -431,13 +455,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     registry = CommandRegistry(subparsers)
 
+    def owner_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--owner", metavar="USER",
+                       help="make USER an owner of the project(s), so their twine uploads are allowed")
+
     def publish_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("project", help="project name; its wheels and sdists are taken from --from")
         p.add_argument("--from", dest="source", default="dist", help="directory (default ./dist)")
+        owner_arg(p)
+
+    def add_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+        owner_arg(p)
 
     registry.register_command("publish", "add NAME's wheels and sdists from ./dist", publish_args, cmd_publish)
     registry.register_command("add", "validate and add distribution files (or every one in a directory)",
-                              lambda p: p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR"), cmd_add)
+                              add_args, cmd_add)
     registry.register_command("remove", "remove a project, a version or a file",
                               lambda p: _selector_args(p, False), cmd_remove)
 
@@ -463,11 +496,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
     return parser, registry
 
 
-_VALUE_OPTIONS = {"--packages-dir", "--data-dir", "--logs-dir", "--config"}
+_TOP_OPTIONS = {"--packages-dir", "--data-dir", "--logs-dir", "--config"}
+_VALUE_OPTIONS = {*_TOP_OPTIONS, "--owner", "--from"}
 
 
 def _legacy_form(argv: list[str], commands: Sequence[str]) -> list[str]:
-    """``manage_repo.py payo-cli`` (the seed's form) means ``manage_repo.py publish payo-cli``."""
+    """``manage_repo.py payo-cli`` (the seed's form) means ``manage_repo.py publish payo-cli``;
+    ``publish``'s own options (``--owner USER``, ``--from DIR``) may come before the name."""
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -477,9 +512,19 @@ def _legacy_form(argv: list[str], commands: Sequence[str]) -> list[str]:
         if arg.startswith("-"):
             i += 1
             continue
-        if arg not in commands:
-            return argv[:i] + ["publish"] + argv[i:]
-        return argv
+        if arg in commands:
+            return argv
+        head: list[str] = []
+        rest: list[str] = []
+        j = 0
+        while j < len(argv):
+            if argv[j] in _TOP_OPTIONS:
+                head += argv[j:j + 2]
+                j += 2
+            else:
+                (head if argv[j].split("=", 1)[0] in _TOP_OPTIONS else rest).append(argv[j])
+                j += 1
+        return head + ["publish"] + rest
     return argv
 
 

@@ -21,7 +21,7 @@ import psutil
 from . import __version__
 from .config import Settings
 from .liveness import master_check
-from .storage import YANK_SUFFIX, PackageStore
+from .storage import PackageStore
 
 __all__ = ["HealthChecker", "repository_stats", "tree_summary"]
 
@@ -116,36 +116,25 @@ class HealthChecker:
             return {"ok": False, "error": str(exc)}
 
 
-def tree_summary(root: Path) -> dict[str, Any]:
-    """Counts from a stat walk of the tree (no parsing, no hashing): fast at 120,000 files."""
+def tree_summary(root: Path | PackageStore) -> dict[str, Any]:
+    """Counts from a stat walk of the tree (no hashing): exactly the files the pages list
+    (``PackageStore.scan_project``: wrong-project, legacy-format and escaping files are
+    skipped the same way here, issue 10)."""
     projects: dict[str, dict[str, int]] = {}
     newest: list[tuple[int, str, str, int]] = []
     wheels = sdists = total_bytes = 0
-    store = PackageStore(root)
-    for name, dirnames in store.projects().items():
+    store = root if isinstance(root, PackageStore) else PackageStore(root)  # a long-lived one caches
+    for name, entries in store.iter_all():
+        if not entries:
+            continue
         info = projects.setdefault(name, {"files": 0, "bytes": 0})
-        for dirname in dirnames:
-            try:
-                with os.scandir(root / dirname) as it:
-                    for entry in it:
-                        fn = entry.name
-                        if fn.startswith(".") or fn.endswith(YANK_SUFFIX):
-                            continue
-                        is_wheel = fn.endswith(".whl")
-                        if not (is_wheel or fn.endswith((".tar.gz", ".zip"))):
-                            continue
-                        try:
-                            st = entry.stat()
-                        except OSError:
-                            continue
-                        wheels += is_wheel
-                        sdists += not is_wheel
-                        total_bytes += st.st_size
-                        info["files"] += 1
-                        info["bytes"] += st.st_size
-                        newest.append((st.st_mtime_ns, name, fn, st.st_size))
-            except OSError:
-                continue
+        for entry in entries:
+            wheels += entry.dist.is_wheel
+            sdists += not entry.dist.is_wheel
+            total_bytes += entry.size
+            info["files"] += 1
+            info["bytes"] += entry.size
+            newest.append((entry.mtime_ns, name, entry.filename, entry.size))
     newest.sort(reverse=True)
     largest = sorted(projects.items(), key=lambda kv: kv[1]["bytes"], reverse=True)[:10]
     return {
@@ -179,8 +168,9 @@ def _service_memory() -> dict[str, int]:
     return {"worker_rss_bytes": worker_rss, "service_rss_bytes": service_rss}
 
 
-def repository_stats(settings: Settings, uptime_s: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    stats = tree_summary(settings.packages_dir)
+def repository_stats(settings: Settings, uptime_s: float, extra: dict[str, Any] | None = None,
+                     store: PackageStore | None = None) -> dict[str, Any]:
+    stats = tree_summary(store or settings.packages_dir)
     stats.update({"uptime_s": uptime_s, "memory": _service_memory(), "version": __version__})
     if extra:
         stats.update(extra)

@@ -232,12 +232,7 @@ class ProjectIndex:
     def metadata_path(self, project: str, filename: str) -> Path:
         return self.metadata_dir / project / f"{filename}.metadata"
 
-    def core_metadata(self, project: NormalizedName, filename: str) -> Path:
-        """Path of the PEP 658 metadata file of a wheel, written on first request.
-
-        The file's hash is checked against the index record on every request, so what is
-        served always matches the ``core-metadata`` hash the page advertised.
-        """
+    def _metadata_entry(self, project: NormalizedName, filename: str) -> tuple[FileEntry, FileRecord]:
         entries = self.store.scan_project(project)
         entry = next((e for e in entries if e.filename == filename and e.dist.is_wheel), None)
         if entry is None:
@@ -245,6 +240,24 @@ class ProjectIndex:
         record = self.file_records(project, entries)[filename]
         if record.metadata_sha256 is None:
             raise FileNotFound(f"no core metadata for {filename!r}")
+        return entry, record
+
+    def core_metadata_bytes(self, project: NormalizedName, filename: str) -> bytes:
+        """The PEP 658 bytes straight from the wheel (when the data disk cannot take the file)."""
+        entry, record = self._metadata_entry(project, filename)
+        raw = extract_core_metadata(entry.path, entry.dist)
+        if hashlib.sha256(raw).hexdigest() != record.metadata_sha256:
+            raise FileNotFound(f"core metadata of {filename!r} is being re-indexed, retry")
+        return raw
+
+    def core_metadata(self, project: NormalizedName, filename: str) -> Path:
+        """Path of the PEP 658 metadata file of a wheel, written on first request.
+
+        The file's hash is checked against the index record on every request, so what is
+        served always matches the ``core-metadata`` hash the page advertised. Raises
+        ``OSError`` when it cannot be written (see :meth:`core_metadata_bytes`).
+        """
+        entry, record = self._metadata_entry(project, filename)
         path = self.metadata_path(project, filename)
         try:
             current = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -261,11 +274,14 @@ class ProjectIndex:
         """Build the on-disk records and default pages of every project (hash new files once).
 
         Run in the background at server start so that the first request for each project
-        after a deploy, or after the data directory was wiped, costs a stat, not a hash.
+        after a deploy, or after the data directory was wiped, costs a stat, not a hash; the
+        first shard also removes stale temp files of uploads a killed worker left.
         Returns (projects, seconds*1000).
         """
         started = time.monotonic()
         count = 0
+        if shard == 0:  # at start: what killed uploads left behind (issue 9)
+            self.store.clean_stale_temp()
         for position, project in enumerate(list(self.store.projects())):
             if position % shards != shard:  # several processes split the tree
                 continue

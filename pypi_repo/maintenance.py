@@ -7,18 +7,19 @@ or a hand edit can leave behind; ``reindex`` rebuilds the records from scratch.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from .errors import InvalidDistribution
 from .index import ProjectIndex
 from .metadata import read_core_metadata
-from .storage import YANK_SUFFIX, FileEntry, PackageStore, sha256_file
+from .storage import STALE_TEMP_S, YANK_SUFFIX, FileEntry, PackageStore, is_temp_name, sha256_file
 
 __all__ = ["Problem", "verify_derived", "reindex", "STALE_TEMP_S"]
-
-STALE_TEMP_S = 3600  # a .part file younger than this may be an upload in progress
 
 
 @dataclass
@@ -70,18 +71,18 @@ def _stale_metadata(index: ProjectIndex, project: str, filename: str, expected: 
 
 
 def _verify_tree_orphans(store: PackageStore, fix: bool) -> list[Problem]:
-    """Temp files left by a crash, yank sidecars without their file, empty project directories."""
+    """Temp files left by a crash, yank sidecars without their file, empty project directories
+    (listed or not: a directory without a served file is no project, issue 9)."""
     problems: list[Problem] = []
-    names = [n for names in store.projects().values() for n in names]
-    for directory in (store.root / n for n in names):
+    for directory in _tree_dirs(store):
         children = list(directory.iterdir())
         if not children:
             problems.append(Problem("empty project directory", directory, "", fix))
             if fix:
                 directory.rmdir()
         for child in children:
-            if child.name.startswith(".") and child.name.endswith(".part"):
-                old = time.time() - child.stat().st_mtime > STALE_TEMP_S
+            if is_temp_name(child.name):
+                old = time.time() - child.lstat().st_mtime > STALE_TEMP_S
                 problems.append(Problem("leftover temp file", child, "" if old else "recent: maybe an upload",
                                         fix and old))
                 if fix and old:
@@ -90,6 +91,53 @@ def _verify_tree_orphans(store: PackageStore, fix: bool) -> list[Problem]:
                 problems.append(Problem("yank sidecar without file", child, "", fix))
                 if fix:
                     child.unlink()
+    return problems
+
+
+def _tree_dirs(store: PackageStore) -> list[Path]:
+    """Every project directory, listed or not (not symlinks, not ``lost+found``)."""
+    try:
+        return sorted(p for p in store.root.iterdir() if not p.name.startswith(".") and p.is_dir()
+                      and not p.is_symlink() and _valid_project_dirname(p.name))
+    except OSError:
+        return []
+
+
+def _valid_project_dirname(name: str) -> bool:
+    try:
+        canonicalize_name(name, validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+def _verify_not_served(store: PackageStore) -> list[Problem]:
+    """Files in the tree that no page lists, and why (issue 10): another project's file in
+    this directory, a legacy format, a symlink leaving the root, a second file of one
+    release. Not fixed automatically: moving or deleting them is the operator's call."""
+    problems: list[Problem] = []
+    for entry in sorted(store.root.iterdir()) if store.root.is_dir() else []:
+        if entry.name.startswith(".") or entry.name == "lost+found" or not entry.is_dir():
+            continue
+        if entry.is_symlink() and not store.inside_root(str(entry)):
+            problems.append(Problem("not served", entry, "symlink to a directory outside the package root"))
+            continue
+        try:
+            project = canonicalize_name(entry.name, validate=True)
+        except ValueError:
+            problems.append(Problem("not served", entry, "directory name is not a valid project name"))
+            continue
+        with os.scandir(entry) as it:
+            for dirent in sorted(it, key=lambda d: d.name):
+                reason = store.skip_reason(project, dirent)
+                if reason not in (None, "hidden"):
+                    problems.append(Problem("not served", Path(dirent.path), reason))
+    for project, served in store.iter_all():
+        shown = {e.path for e in served}
+        for entry in store.scan_copies(project, store.project_dirs(project)):
+            if entry.path not in shown:
+                twin = next(e.filename for e in served if e.dist.identity == entry.dist.identity)
+                problems.append(Problem("not served", entry.path, f"same release file as {twin}, which is served"))
     return problems
 
 
@@ -126,6 +174,7 @@ def verify_derived(store: PackageStore, index: ProjectIndex, *, fix: bool = Fals
                 problem.fixed = problem.kind != "broken archive"
         problems += found
     problems += _verify_tree_orphans(store, fix)
+    problems += _verify_not_served(store)
     problems += _verify_derived_orphans(store, index, fix)
     return problems
 

@@ -4,39 +4,49 @@ Besides distribution files a project directory may hold ``<filename>.yanked`` si
 (PEP 592 yank state; the file's text is the reason). Everything else the service knows is
 derived and lives under the data directory.
 
-Every path built from outside input goes through :meth:`PackageStore.project_dir` and
+What the tree *serves* is decided in one place, :meth:`PackageStore.listable` (issue 10):
+a file is listed, counted and downloadable only when its name parses (``distfiles``), it
+names the project whose directory holds it, its format is served, and it does not resolve
+(through a symlink) outside the package root; two files of one release identity are one
+file (the canonical spelling wins). A project exists once it has such a file: a directory
+holding only temp files of an interrupted upload is not a project (issue 9).
+
+Every path built from outside input goes through :meth:`PackageStore.project_dirs` and
 :func:`~pypi_repo.distfiles.parse_distribution_filename`, so no request can leave the root.
-Writes go to a temp file in the target directory and are published with ``os.replace``:
-readers see the old state or the new one, never half a file.
+Writes go to a temp file in the target directory and are published with ``os.link`` /
+``os.replace`` and fsynced (file and directory): readers see the old state or the new one.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from .distfiles import DIST_SUFFIXES, DistFile, check_basename, parse_distribution_filename
-from .errors import FileExists, FileNotFound, ProjectNotFound, StorageFull, UnsafePath
+from .distfiles import DIST_SUFFIXES, DistFile, canonical_filename, check_basename, legacy_format, \
+    parse_distribution_filename
+from .durable import atomic_write_bytes
+from .errors import FileNotFound, ProjectNotFound
+from .storewrite import STALE_TEMP_S, YANK_SUFFIX, StoredFile, StoreWriter, is_temp_name, sha256_file
 
-__all__ = ["PackageStore", "FileEntry", "Fingerprint", "StoredFile", "YANK_SUFFIX", "atomic_write_bytes", "sha256_file"]
+__all__ = ["PackageStore", "FileEntry", "Fingerprint", "StoredFile", "YANK_SUFFIX", "atomic_write_bytes",
+           "sha256_file", "STALE_TEMP_S", "is_temp_name"]
 
 log = logging.getLogger(__name__)
 
-YANK_SUFFIX = ".yanked"
-CHUNK = 1024 * 1024
 #: Changes closer than this to a fingerprint could share its timestamps (coarse clocks).
 RACY_NS = 2_000_000_000
 #: While the root's mtime is that young, its listing is re-read at most this often.
 RELIST_NS = 50_000_000
+MAX_WARNINGS = 10000
+MAX_CACHED_DIRS = 100_000
+
 
 
 @dataclass(frozen=True)
@@ -73,63 +83,67 @@ class Fingerprint:
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-@dataclass(frozen=True)
-class StoredFile:
-    """The result of storing a file: where it is and what its bytes hash to."""
-
-    path: Path
-    sha256: str
-    size: int
-    created: bool  # False when an identical file was already there
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _raise_for_disk(exc: OSError) -> None:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise StorageFull("not enough disk space to store the file") from None
-    raise exc
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink_quietly(Path(tmp))
-        _raise_for_disk(exc)
-    except BaseException:
-        _unlink_quietly(Path(tmp))
-        raise
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-class PackageStore:
-    """Reads and writes the package tree. Safe to share between threads of one process."""
+class PackageStore(StoreWriter):
+    """Reads and writes (``storewrite.StoreWriter``) the package tree. Safe to share between
+    threads of one process."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._root_str = str(self.root)
+        self._real_root = os.path.realpath(self.root)
         self._listing_key: int | None = None
         self._listing: dict[NormalizedName, tuple[str, ...]] = {}
         self._listed_at = 0
         self._listing_racy = False
+        self._unlisted: dict[str, int] = {}  # directories without a served file: path -> mtime_ns
+        self._warned: set[tuple[str, str]] = set()
+        self._dir_listings: dict[str, tuple] = {}  # see _served_names
+
+    # ----------------------------------------------------------------- the rule
+    def _warn_once(self, path: str, reason: str) -> None:
+        """One log line per skipped file and reason, per process (pages are rebuilt often)."""
+        key = (path, reason)
+        if key not in self._warned and len(self._warned) < MAX_WARNINGS:
+            self._warned.add(key)
+            log.warning("skipped %s: %s", path, reason)
+
+    def inside_root(self, path: str) -> bool:
+        """True when ``path``, with every symlink resolved, is within the package root."""
+        real = os.path.realpath(path)
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
+
+    def skip_reason(self, project: NormalizedName, dirent: os.DirEntry) -> str | None:
+        """Why a directory entry is not a served file of ``project`` (None: it is one).
+
+        Hidden names, sidecars and non-files are simply not files; the other reasons are
+        logged and reported by ``manage_repo.py verify``.
+        """
+        name = dirent.name
+        if name.startswith(".") or name.endswith(YANK_SUFFIX):
+            return "hidden"
+        try:
+            dist = parse_distribution_filename(name)
+        except ValueError:
+            legacy = legacy_format(name)
+            return f"legacy {legacy} format, not served (PEP 527)" if legacy else "not a distribution file"
+        if dist.name != project:
+            return f"belongs to project {dist.name}, not {project}"
+        if dirent.is_symlink() and not self.inside_root(dirent.path):
+            return "symlink to a path outside the package root"
+        try:
+            if not dirent.is_file():
+                return "not a regular file"
+        except OSError:
+            return "not a regular file"
+        return None
+
+    def listable(self, project: NormalizedName, dirent: os.DirEntry) -> DistFile | None:
+        reason = self.skip_reason(project, dirent)
+        if reason is None:
+            return parse_distribution_filename(dirent.name)
+        if reason not in ("hidden", "not a distribution file", "not a regular file"):
+            self._warn_once(dirent.path, reason)
+        return None
 
     # ----------------------------------------------------------------- reading
     def root_mtime_ns(self) -> int:
@@ -142,45 +156,80 @@ class PackageStore:
         """Map of normalized project name to the directory names that hold it.
 
         Hand-made directories need not be normalized (``mkdir Payo_CLI``); two spellings of
-        one name are merged. Re-read when the root directory's mtime changes, and, while
-        that mtime is younger than the clock granularity allows to trust (the "racy" rule
-        of :meth:`is_fresh`), at most every ``RELIST_NS``: a project created in the same
-        tick as the last listing still shows within milliseconds. An unchanged listing
-        keeps its identity, so pages built from it stay cached.
+        one name are merged. A directory without a served file (empty, or only an
+        interrupted upload's temp file) is no project; it is watched by its mtime and listed
+        as soon as a file lands in it. Re-read when the root's (or a watched directory's)
+        mtime changes and, while that mtime is younger than the clock granularity allows to
+        trust (the "racy" rule of :meth:`is_fresh`), at most every ``RELIST_NS``. An
+        unchanged listing keeps its identity, so pages built from it stay cached.
         """
         key = self.root_mtime_ns()
         now = time.time_ns()
         racy_due = self._listing_racy and now - self._listed_at > RELIST_NS
-        if key != self._listing_key or racy_due:
-            listing = self._read_listing()
+        if key != self._listing_key or racy_due or self._unlisted_changed():
+            listing, unlisted = self._read_listing()
             if listing != self._listing:
                 self._listing = listing
+            self._unlisted = unlisted
             self._listing_key = key
             self._listed_at = now
-            self._listing_racy = now - key < RACY_NS
+            self._listing_racy = now - max([key, *unlisted.values()]) < RACY_NS
         return self._listing
 
-    def _read_listing(self) -> dict[NormalizedName, tuple[str, ...]]:
+    def _unlisted_changed(self) -> bool:
+        for path, mtime_ns in self._unlisted.items():
+            try:
+                if os.stat(path).st_mtime_ns != mtime_ns:
+                    return True
+            except OSError:
+                return True
+        return False
+
+    def _read_listing(self) -> tuple[dict[NormalizedName, tuple[str, ...]], dict[str, int]]:
         listing: dict[NormalizedName, list[str]] = {}
+        unlisted: dict[str, int] = {}
         try:
             with os.scandir(self.root) as it:
                 for entry in it:
                     if entry.name.startswith(".") or not entry.is_dir():
                         continue
+                    if entry.is_symlink() and not self.inside_root(entry.path):
+                        self._warn_once(entry.path, "symlink to a directory outside the package root")
+                        continue
                     try:
                         name = canonicalize_name(entry.name, validate=True)
                     except ValueError:
                         continue
-                    listing.setdefault(name, []).append(entry.name)
+                    if self._has_served_file(name, entry.path):
+                        listing.setdefault(name, []).append(entry.name)
+                    else:
+                        try:
+                            unlisted[entry.path] = os.stat(entry.path).st_mtime_ns
+                        except OSError:
+                            pass
         except FileNotFoundError:
             pass
-        return {k: tuple(sorted(v)) for k, v in sorted(listing.items())}
+        return {k: tuple(sorted(v)) for k, v in sorted(listing.items())}, unlisted
+
+    def _has_served_file(self, project: NormalizedName, path: str) -> bool:
+        try:
+            with os.scandir(path) as it:
+                return any(self.listable(project, e) is not None for e in it)
+        except OSError:
+            return False
 
     def project_dirs(self, project: NormalizedName) -> list[Path]:
         names = self.projects().get(project)
         if not names:
             raise ProjectNotFound(f"no project named {project!r}")
         return [self.root / n for n in names]
+
+    def has_files(self, project: NormalizedName) -> bool:
+        """Whether ``project`` exists: it has at least one served file (issue 9)."""
+        try:
+            return bool(self.scan_project(project))
+        except ProjectNotFound:
+            return False
 
     def fingerprint(self, project: NormalizedName) -> "Fingerprint":
         """What a project's directories hold, by stat: names, sizes, mtimes, inodes.
@@ -238,31 +287,69 @@ class PackageStore:
         return True
 
     def scan_project(self, project: NormalizedName) -> list[FileEntry]:
-        """Stat every distribution file of a project (no hashing): the cheap freshness check."""
+        """Stat every served file of a project (no hashing): the cheap freshness check.
+
+        Of several files with one release identity (``distfiles.DistFile.identity``, e.g. a
+        hand-copied ``Proj_A-1.0-...`` beside ``proj_a-1.0.0-...``) only one is served: the
+        canonical spelling, else the first name in sort order; the others are logged.
+        """
+        entries = self.scan_copies(project, self.project_dirs(project))
+        if len({e.dist.identity for e in entries}) == len(entries):
+            return sorted(entries, key=lambda e: e.filename)
+        chosen: dict[tuple, FileEntry] = {}
+        for entry in sorted(entries, key=lambda e: (e.filename != canonical_filename(e.dist), e.filename)):
+            kept = chosen.setdefault(entry.dist.identity, entry)
+            if kept is not entry:
+                self._warn_once(str(entry.path), f"same release file as {kept.filename}, which is served")
+        return sorted(chosen.values(), key=lambda e: e.filename)
+
+    def scan_copies(self, project: NormalizedName, directories) -> list[FileEntry]:
+        """Every served-format file of ``project`` in ``directories``, duplicates included."""
         entries: list[FileEntry] = []
-        for directory in self.project_dirs(project):
-            try:
-                with os.scandir(directory) as it:
-                    names = {e.name: e for e in it}
-            except FileNotFoundError:
+        for directory in directories:
+            listing = self._served_names(project, str(directory))
+            if listing is None:
                 continue
-            for name, dirent in names.items():
-                if name.startswith(".") or name.endswith(YANK_SUFFIX):
-                    continue
+            served, sidecars = listing
+            for name, dist in served:
+                path = os.path.join(directory, name)
                 try:
-                    dist = parse_distribution_filename(name)
-                    st = dirent.stat()
-                except (ValueError, OSError):
-                    continue
-                if not dirent.is_file():
+                    st = os.stat(path)
+                except OSError:
                     continue
                 yanked = None
-                sidecar = names.get(name + YANK_SUFFIX)
-                if sidecar is not None:
-                    yanked = self._read_yank_reason(Path(sidecar.path))
-                entries.append(FileEntry(dist, Path(dirent.path), st.st_size, st.st_mtime_ns, st.st_ino, yanked))
-        entries.sort(key=lambda e: e.filename)
+                if name + YANK_SUFFIX in sidecars:
+                    yanked = self._read_yank_reason(Path(path + YANK_SUFFIX))
+                entries.append(FileEntry(dist, Path(path), st.st_size, st.st_mtime_ns, st.st_ino, yanked))
         return entries
+
+    def _served_names(self, project: NormalizedName, directory: str):
+        """(served file names with their parse, sidecar names) of one directory.
+
+        Classifying a name (parse, project, format, symlink) is the costly part of a scan;
+        the result is kept while the directory's mtime and inode hold and the mtime is older
+        than a clock tick (the racy rule), so a re-scan costs a ``stat`` per file, as before.
+        """
+        try:
+            dst = os.stat(directory)
+        except OSError:
+            return None
+        key = (project, dst.st_mtime_ns, dst.st_ino)
+        cached = self._dir_listings.get(directory)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            with os.scandir(directory) as it:
+                dirents = list(it)
+        except OSError:
+            return None
+        served = [(e.name, dist) for e in dirents if (dist := self.listable(project, e)) is not None]
+        value = (served, frozenset(e.name for e in dirents if e.name.endswith(YANK_SUFFIX)))
+        if time.time_ns() - dst.st_mtime_ns > RACY_NS:
+            if len(self._dir_listings) >= MAX_CACHED_DIRS:
+                self._dir_listings.clear()
+            self._dir_listings[directory] = (key, value)
+        return value
 
     @staticmethod
     def _read_yank_reason(path: Path) -> str:
@@ -276,33 +363,31 @@ class PackageStore:
         return self.locate_file(project, filename)[0]
 
     def locate_file(self, project: NormalizedName, filename: str) -> tuple[Path, os.stat_result]:
-        """Path and stat of an existing distribution file of ``project``.
+        """Path and stat of an existing served file of ``project``.
 
-        The common case (normalized directory) costs one ``stat``; the full file-name parse
-        runs only for the spellings a hand-made tree may use. A name with a separator, a
-        leading dot or another suffix never reaches the file system.
+        One ``lstat`` per project directory (plus the root's cached listing); a symlink is
+        followed only when it resolves inside the package root. A name with a separator, a
+        leading dot, another suffix, or another project's name never reaches the file system.
         """
         check_basename(filename)
         if not filename.endswith(DIST_SUFFIXES):
             raise FileNotFound(f"not a distribution file: {filename!r}")
-        direct = os.path.join(self._root_str, project, filename)
-        try:
-            st = os.stat(direct)
-            if stat.S_ISREG(st.st_mode):
-                return Path(direct), st
-        except (FileNotFoundError, NotADirectoryError):
-            pass
         dist = parse_distribution_filename(filename)
         if dist.name != project:
             raise FileNotFound(f"{filename} does not belong to {project}")
         for directory in self.project_dirs(project):
-            candidate = directory / filename
+            candidate = os.path.join(directory, filename)
             try:
-                st = os.stat(candidate)
+                st = os.lstat(candidate)
+                if stat.S_ISLNK(st.st_mode):
+                    if not self.inside_root(candidate):
+                        self._warn_once(candidate, "symlink to a path outside the package root")
+                        continue
+                    st = os.stat(candidate)
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):
-                return candidate, st
+                return Path(candidate), st
         raise FileNotFound(f"no file {filename!r} in project {project!r}")
 
     def iter_all(self) -> Iterator[tuple[NormalizedName, list[FileEntry]]]:
@@ -311,127 +396,3 @@ class PackageStore:
                 yield project, self.scan_project(project)
             except ProjectNotFound:
                 continue
-
-    # ----------------------------------------------------------------- writing
-    def target_dir(self, project: NormalizedName) -> Path:
-        """Directory new files of ``project`` go to (an existing spelling, else normalized)."""
-        if canonicalize_name(project) != project or not project or "/" in project or project.startswith("."):
-            raise UnsafePath(f"not a normalized project name: {project!r}")
-        existing = self.projects().get(project)
-        return self.root / (existing[0] if existing else project)
-
-    def store(
-        self,
-        dist: DistFile,
-        source: BinaryIO,
-        *,
-        overwrite: bool = False,
-        max_bytes: int | None = None,
-        check=None,
-    ) -> StoredFile:
-        """Stream ``source`` into the tree under ``dist.filename``, atomically.
-
-        The bytes go to a hidden temp file in the project directory while hashed. ``check``
-        (called with the temp path and the hex sha256) may raise to reject the file; then,
-        and on any error, nothing is left behind. An identical existing file is not an error
-        (clients retry); a different one raises :class:`FileExists` unless ``overwrite``.
-        """
-        directory = self.target_dir(dist.name)
-        created_dir = not directory.exists()
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            _raise_for_disk(exc)
-        try:
-            return self._store_in(directory, dist, source, overwrite, max_bytes, check)
-        except BaseException:
-            if created_dir:  # a rejected first upload must not leave an empty project behind
-                try:
-                    directory.rmdir()
-                except OSError:
-                    pass
-            raise
-
-    def _store_in(self, directory: Path, dist: DistFile, source: BinaryIO, overwrite: bool,
-                  max_bytes: int | None, check) -> StoredFile:
-        final = directory / dist.filename
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".upload-", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            digest, size = self._copy_hashing(fd, source, max_bytes)
-            if check is not None:
-                check(tmp, digest)
-            os.chmod(tmp, 0o644)
-            if not self._publish(tmp, final, overwrite):
-                if sha256_file(final) == digest:
-                    _unlink_quietly(tmp)
-                    return StoredFile(final, digest, size, created=False)
-                if not overwrite:
-                    raise FileExists(f"File already exists: {dist.filename}")
-                os.replace(tmp, final)
-        except OSError as exc:
-            _unlink_quietly(tmp)
-            _raise_for_disk(exc)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        log.info("stored %s (%d bytes, sha256 %s)", final, size, digest)
-        return StoredFile(final, digest, size, created=True)
-
-    @staticmethod
-    def _publish(tmp: Path, final: Path, overwrite: bool) -> bool:
-        """Move ``tmp`` to ``final`` unless a file is there; False if one was.
-
-        Without overwrite, ``os.link`` creates the name only if it is free (atomic), so two
-        concurrent uploads of different files under one name cannot both win.
-        """
-        if overwrite:
-            if final.exists():
-                return False
-            os.replace(tmp, final)
-            return True
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            return False
-        except OSError as exc:  # a filesystem without hard links
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            if final.exists():
-                return False
-            os.replace(tmp, final)
-            return True
-        _unlink_quietly(tmp)
-        return True
-
-    @staticmethod
-    def _copy_hashing(fd: int, source: BinaryIO, max_bytes: int | None) -> tuple[str, int]:
-        from .errors import UploadTooLarge
-
-        digest = hashlib.sha256()
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            while chunk := source.read(CHUNK):
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise UploadTooLarge(f"file is larger than the limit of {max_bytes} bytes")
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        return digest.hexdigest(), size
-
-    def remove(self, project: NormalizedName, filename: str) -> None:
-        path = self.file_path(project, filename)
-        os.unlink(path)
-        _unlink_quietly(path.with_name(path.name + YANK_SUFFIX))
-        log.info("removed %s", path)
-
-    def set_yanked(self, project: NormalizedName, filename: str, reason: str | None) -> None:
-        """Yank (``reason`` a string, may be empty) or un-yank (``None``) a file (PEP 592)."""
-        path = self.file_path(project, filename)
-        sidecar = path.with_name(path.name + YANK_SUFFIX)
-        if reason is None:
-            _unlink_quietly(sidecar)
-        else:
-            atomic_write_bytes(sidecar, reason.encode("utf-8"))

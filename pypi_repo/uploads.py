@@ -4,16 +4,21 @@
 web form and ``manage_repo.py add`` all call it. The order matters and is the whole rule
 set (issue 4):
 
-1. the file name is a plain basename that parses as a wheel or sdist (``packaging``);
+1. the file name is a plain basename that parses as a wheel or ``.tar.gz`` sdist
+   (``packaging``) and is spelled canonically (``distfiles.check_upload_filename``: the
+   400 names the right spelling, as Warehouse does);
 2. the form's ``name`` and ``version`` match the file name;
 3. the principal may upload to the project (cheap check, before reading the body);
 4. the bytes stream into a hidden temp file in the project directory, hashed on the way
-   (sha256, blake2b-256, md5), never held in memory, capped at ``max_upload_mb``;
+   (sha256, blake2b-256, md5), never held in memory, capped at ``max_upload_mb`` MiB;
 5. the digests the client sent match; the archive opens and its core metadata names the
    same project and version and passes ``packaging.metadata`` validation;
-6. ownership is claimed (first uploader of a new project) in one transaction;
-7. ``os.link``/``os.replace`` publishes it; an identical existing file is a success, a
-   different one is :class:`FileExists` (409) unless ``allow_overwrite``.
+6. under the tree's publish lock: an identical existing file is a success; a different
+   one, or another file of the same release identity (issue 10: ``1.0`` vs ``1.0.0``, a
+   second sdist) is :class:`FileExists` (409) (``allow_overwrite`` replaces same-named
+   files only); then ownership claim and audit record commit in one transaction;
+7. ``os.link``/``os.replace`` publishes it (fsynced); if that fails the claim and record
+   are undone. A full disk anywhere is 507 (issue 9).
 
 Any failure before 7 removes the temp file: a rejected upload leaves the tree unchanged.
 """
@@ -23,19 +28,21 @@ import gzip
 import hashlib
 import hmac
 import logging
+import sqlite3
 import tarfile
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Mapping, Protocol
+from typing import BinaryIO, Callable, Iterator, Mapping, Protocol
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .auth import AuthService, Principal
 from .config import Settings
-from .distfiles import DistFile, parse_distribution_filename
-from .errors import DigestMismatch, InvalidDistribution, InvalidFilename, UploadTooLarge
+from .distfiles import DistFile, check_upload_filename
+from .errors import DigestMismatch, InvalidDistribution, InvalidFilename, StorageFull
 from .metadata import read_core_metadata, validate_metadata_strictly
 from .index import ProjectIndex
 from .storage import PackageStore, StoredFile
@@ -96,7 +103,7 @@ def validate_upload_form(form: Mapping[str, str], filename: str) -> DistFile:
         raise InvalidDistribution("no file was sent (the form field is 'content')")
     if "/" in filename or "\\" in filename or filename.startswith("."):
         raise InvalidFilename(f"file name must be a plain name, not a path: {_one_line(filename)!r}")
-    dist = parse_distribution_filename(filename)
+    dist = check_upload_filename(filename)
     name, version = form.get("name") or "", form.get("version") or ""
     if not name or not version:
         raise InvalidDistribution("the form must carry the project's name and version")
@@ -173,6 +180,49 @@ def check_archive_integrity(path: Path, dist: DistFile) -> None:
         raise InvalidDistribution(f"{dist.filename} is not a valid archive: {exc}") from None
 
 
+def _audit_softly(svc: UploadServices, principal: Principal, target: str, client_addr: str, *,
+                  outcome: str = "ok", detail: str = "") -> None:
+    """An audit record that must not turn the answer into a 500 (a rejection, an identical
+    retry): with a full data disk it is logged instead."""
+    try:
+        svc.auth.audit(principal.display, "upload", target, client_addr, outcome=outcome, detail=detail)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("could not write the audit record of %s (%s %s): %s", target, outcome, detail, exc)
+
+
+def _user_agent_detail(user_agent: str) -> str:
+    """The last field of an upload's audit detail (read back by the UI's "Uploaded via")."""
+    return f"{UA_MARK}{_one_line(user_agent, 200)}" if user_agent else ""
+
+
+def _publish_guard(svc: UploadServices, principal: Principal, dist: DistFile, exists: bool,
+                   client_addr: str, user_agent: str = ""):
+    """The ``guard`` of :meth:`PackageStore.store`: ownership claim and audit record are
+    committed just before the file is published and undone if publishing fails, so the
+    file and its record exist together or not at all (issue 9)."""
+
+    @contextmanager
+    def guard(tmp: Path, sha256: str, size: int) -> Iterator[None]:
+        detail = f"sha256 {sha256}, {size} bytes" + _user_agent_detail(user_agent)
+        try:
+            undo = svc.auth.claim_project(principal, dist.name, exists=exists, client_addr=client_addr,
+                                          audit=("upload", dist.filename, detail))
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise StorageFull("not enough disk space for the upload's audit record") from None
+            raise
+        try:
+            yield
+        except BaseException:
+            try:
+                undo()
+            except (sqlite3.Error, OSError):
+                log.exception("could not undo the audit record of %s", dist.filename)
+            raise
+
+    return guard
+
+
 def accept_upload(
     svc: UploadServices,
     principal: Principal,
@@ -189,35 +239,26 @@ def accept_upload(
     say "Uploaded via twine 7.0.0 by alice" (issue 12).
     """
     dist = validate_upload_form(form, filename)
-    exists = dist.name in svc.store.projects()
+    exists = svc.store.has_files(dist.name)
     svc.auth.check_upload(principal, dist.name, exists=exists)
     reader = HashingReader(stream)
-    archive_check = _archive_check(dist, reader, _expected_digests(form))
-
-    def check(tmp: Path, sha256: str) -> None:
-        archive_check(tmp, sha256)
-        svc.auth.claim_project(principal, dist.name, exists=exists, client_addr=client_addr)
-
+    limit = svc.settings.max_upload_mb * 1024 * 1024
     try:
         stored = svc.store.store(
             dist, reader,  # type: ignore[arg-type]
             overwrite=svc.settings.allow_overwrite,
-            max_bytes=svc.settings.max_upload_mb * 1024 * 1024,
-            check=check,
+            max_bytes=limit,
+            check=_archive_check(dist, reader, _expected_digests(form)),
+            guard=_publish_guard(svc, principal, dist, exists, client_addr, user_agent),
         )
-    except UploadTooLarge:
-        message = f"file is larger than the limit of {svc.settings.max_upload_mb} MB"
-        svc.auth.audit(principal.display, "upload", dist.filename, client_addr, outcome="rejected", detail=message)
-        raise UploadTooLarge(message) from None
     except Exception as exc:
-        svc.auth.audit(principal.display, "upload", dist.filename, client_addr,
-                       outcome="rejected", detail=_one_line(str(exc), 300))
+        _audit_softly(svc, principal, dist.filename, client_addr, outcome="rejected", detail=_one_line(str(exc), 300))
         raise
-    svc.auth.audit(principal.display, "upload", dist.filename, client_addr,
-                   detail=f"sha256 {stored.sha256}, {stored.size} bytes"
-                   + ("" if stored.created else ", identical file already stored")
-                   + (f"{UA_MARK}{_one_line(user_agent, 200)}" if user_agent else ""))
-    if stored.created:
+    if not stored.created:
+        _audit_softly(svc, principal, dist.filename, client_addr,
+                      detail=f"sha256 {stored.sha256}, {stored.size} bytes, identical file already stored"
+                      + _user_agent_detail(user_agent))
+    else:
         try:
             svc.index.project_detail(dist.name)  # hash + PEP 658 metadata now, not on first view
         except Exception:  # the file is stored; a cold cache only costs the next reader

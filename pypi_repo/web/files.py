@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from functools import lru_cache
+from urllib.parse import quote
 
 from flask import Blueprint, Response, request, send_file
+from werkzeug.http import dump_options_header
 from werkzeug.wsgi import wrap_file
 
 from ..cache import FileBodyCache, stat_key
@@ -34,6 +37,19 @@ def content_type_for(filename: str) -> str:
     if filename.endswith(".tar.gz"):
         return "application/gzip"
     return "application/octet-stream"
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` per RFC 6266: the name as an escaped quoted-string, and when it is not
+    ASCII an RFC 5987 ``filename*`` beside an ASCII fallback (what werkzeug's ``send_file``
+    sends). Built by werkzeug's header encoder, never by string formatting (issue 10)."""
+    try:
+        filename.encode("ascii")
+        params = {"filename": filename}
+    except UnicodeEncodeError:
+        fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+        params = {"filename": fallback, "filename*": "UTF-8''" + quote(filename, safe="!#$&+^`|~")}
+    return dump_options_header("attachment", params)
 
 
 def file_etag(st: os.stat_result) -> str:
@@ -77,7 +93,7 @@ def _headers(st: os.stat_result, max_age: int, download_name: str | None) -> lis
         ("Accept-Ranges", "bytes"),
     ]
     if download_name:
-        headers.append(("Content-Disposition", f'attachment; filename="{download_name}"'))
+        headers.append(("Content-Disposition", content_disposition(download_name)))
     return headers
 
 
@@ -97,6 +113,17 @@ def serve_file(path: os.PathLike, st: os.stat_result, mimetype: str, max_age: in
     return Response(body, content_type=mimetype, headers=headers, direct_passthrough=True)
 
 
+def _core_metadata(svc, project, filename: str, max_age: int) -> Response:
+    """The PEP 658 file; with a full or read-only data disk, the bytes from the archive."""
+    try:
+        path = svc.index.core_metadata(project, filename)
+    except OSError:  # the derived copy could not be written: serve without it
+        raw = svc.index.core_metadata_bytes(project, filename)
+        return Response(raw, content_type="text/plain; charset=utf-8",
+                        headers=[("Cache-Control", f"public, max-age={max_age}")])
+    return serve_file(path, os.stat(path), "text/plain; charset=utf-8", max_age)
+
+
 @bp.get("/packages/<project>/<filename>")
 def download(project: str, filename: str) -> Response:
     svc = services()
@@ -104,8 +131,7 @@ def download(project: str, filename: str) -> Response:
     try:
         canonical = canonical_project_name(project)
         if filename.endswith(METADATA_SUFFIX):
-            path = svc.index.core_metadata(canonical, filename[: -len(METADATA_SUFFIX)])
-            return serve_file(path, os.stat(path), "text/plain; charset=utf-8", max_age)
+            return _core_metadata(svc, canonical, filename[: -len(METADATA_SUFFIX)], max_age)
         path, st = svc.store.locate_file(canonical, filename)
     except (InvalidName, InvalidFilename):
         raise FileNotFound(f"no file {filename[:100]!r}") from None

@@ -10,6 +10,7 @@ or, when empty, a random key created once under the data directory (shared by wo
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -25,6 +26,7 @@ from ..auth import Principal
 from ..errors import AuthenticationFailed, PypiRepoError, RateLimited
 from ..uploads import FILETYPES, accept_upload
 from ..distfiles import parse_distribution_filename
+from ..durable import atomic_write_bytes, locked_dir
 from .access import client_addr
 from .app import services
 from .errors import status_for
@@ -32,28 +34,42 @@ from .errors import status_for
 __all__ = ["bp", "session_principal", "csrf_token"]
 
 bp = Blueprint("account", __name__)
+log = logging.getLogger(__name__)
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
+def _usable_key(raw: bytes) -> bytes | None:
+    """A key file's key, or None when empty or corrupt (a crash can leave zeros or nothing)."""
+    key = raw.strip()
+    if not key or not key.isascii() or not all(32 < c < 127 for c in key):
+        return None
+    return key
+
+
 def _secret_key(data_dir: Path, configured: str) -> bytes:
-    """The configured key, else one random key per data directory (first worker wins)."""
+    """The configured key, else one random key per data directory, written atomically.
+
+    Workers serialize on a lock of the data directory: the first writes the key (temp file,
+    fsync, rename, fsync dir: a crash leaves the old state or the whole key, issue 10), the
+    others read it. An empty or corrupt file is replaced with a log line (sessions signed
+    with the lost key end) rather than failing every start.
+    """
     if configured:
         return configured.encode()
     path = data_dir / "secret_key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # another worker may be writing it right now
-            key = path.read_bytes().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with locked_dir(data_dir):
+        try:
+            key = _usable_key(path.read_bytes())
             if key:
                 return key
-            time.sleep(0.02)
-        raise PypiRepoError(f"secret key file {path} is empty")
-    key = secrets.token_hex(32).encode()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    return key
+            log.warning("secret key file %s is empty or corrupt: writing a new key (existing sessions end)", path)
+        except FileNotFoundError:
+            pass
+        key = secrets.token_hex(32).encode()
+        atomic_write_bytes(path, key, durable=True, mode=0o600)
+        return key
 
 
 class CookieOnlySessionInterface(SecureCookieSessionInterface):

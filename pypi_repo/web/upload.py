@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
 from .. import metrics
+from ..durable import raise_for_disk
 from ..errors import InvalidDistribution, PypiRepoError, RateLimited, UploadTooLarge
 from ..uploads import accept_upload
 from .access import client_addr, request_principal
@@ -43,11 +44,19 @@ def _spool_factory(svc: Services):
     return factory
 
 
+def upload_limit_bytes(svc: Services) -> int:
+    """The one upload limit (issue 10): ``max_upload_mb`` MiB for the file, in bytes."""
+    return svc.settings.max_upload_mb * MIB
+
+
 def _parse_form(svc: Services):
-    limit = svc.settings.max_upload_mb * MIB
-    too_large = UploadTooLarge(f"upload is larger than the limit of {svc.settings.max_upload_mb} MB")
+    """Parse the multipart form; the request may exceed the file limit by the text fields'
+    allowance (long descriptions), never more. Every refusal states the one limit in bytes."""
+    limit = upload_limit_bytes(svc)
+    too_large = UploadTooLarge(f"file is larger than the limit of {limit} bytes")
     if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
         raise too_large
+    request.max_content_length = limit + FORM_OVERHEAD  # not the app-wide MAX_CONTENT_LENGTH
     parser = FormDataParser(
         stream_factory=_spool_factory(svc),
         max_form_memory_size=FORM_OVERHEAD,
@@ -59,6 +68,8 @@ def _parse_form(svc: Services):
                                       request.mimetype_params)
     except RequestEntityTooLarge:
         raise too_large from None
+    except OSError as exc:  # the spool file under data/ on a full disk
+        raise_for_disk(exc)
     return form, files
 
 

@@ -2,10 +2,15 @@
 installs what they uploaded (issue 4)."""
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
+import time
+import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from pubhelpers import PASSWORDS, make_users, snapshot
@@ -13,6 +18,8 @@ from twine.commands.upload import skip_upload
 
 from conftest import make_repo_dirs, pip, run, start_server, uv_bin
 from distbuilder import make_sdist, make_wheel
+from pypi_repo.index import ProjectIndex
+from pypi_repo.storage import PackageStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("publishing-live")]
 
@@ -153,3 +160,107 @@ def test_failed_logins_are_rate_limited_across_workers(tmp_path, repo_dirs):
         assert resp.status_code == 429
     finally:
         live.stop()
+
+
+# ------------------------------------------------------------------ issue 9: interrupted uploads
+# A worker killed (kill -9) in the middle of an upload leaves no project behind and does not
+# lock its owner out; two first uploads of one new project by one user in parallel (sdist and
+# wheel, as ``uv publish`` sends them) both succeed.
+BIG_BYTES = 24 * 1024 * 1024  # copying and checking it takes long enough to act in between
+ALICE = ("alice", PASSWORDS["alice"])
+
+
+def _big_wheel(out: Path, name: str) -> Path:
+    wheel = make_wheel(out, name, "1.0")
+    with zipfile.ZipFile(wheel, "a") as zf:
+        zf.writestr(zipfile.ZipInfo(f"{name.replace('-', '_')}/blob.bin"), os.urandom(BIG_BYTES),
+                    compress_type=zipfile.ZIP_STORED)
+    return wheel
+
+
+def _upload_as_alice(server, path: Path, name: str, version: str = "1.0") -> requests.Response:
+    return requests.post(server.url + "/legacy/", auth=ALICE, timeout=60,
+                         files={"content": (path.name, path.read_bytes())},
+                         data={":action": "file_upload", "name": name, "version": version})
+
+
+def _in_background(fn, *args) -> tuple[threading.Thread, list]:
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.append(fn(*args))
+        except requests.RequestException as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def _wait_for_temp_file(directory: Path, timeout: float = 30) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            temps = [p for p in directory.iterdir() if p.name.startswith(".upload-")]
+        except FileNotFoundError:
+            temps = []
+        if temps:
+            return temps[0]
+        time.sleep(0.001)
+    raise AssertionError(f"no upload temp file appeared in {directory}")
+
+
+def _holder(server, path: Path, timeout: float = 5) -> psutil.Process:
+    """The worker with ``path`` open (retried: between copying and checking it is closed briefly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in psutil.Process(server.proc.pid).children():
+            try:
+                if any(f.path == str(path) for f in worker.open_files()):
+                    return worker
+            except psutil.Error:
+                continue
+    raise AssertionError(f"no worker has {path} open")
+
+
+def test_a_worker_killed_mid_upload_leaves_no_project_and_the_owner_retries_at_once(server, tmp_path):
+    packages = server.dirs["packages"]
+    big = _big_wheel(tmp_path / "big", "newproj")
+    thread, result = _in_background(_upload_as_alice, server, big, "newproj")
+    temp = _wait_for_temp_file(packages / "newproj")
+    _holder(server, temp).send_signal(signal.SIGKILL)
+    thread.join(60)
+    assert isinstance(result[0], requests.RequestException) or result[0].status_code >= 500, result
+    assert temp.exists() and not (packages / "newproj" / big.name).exists()  # killed before publishing
+
+    listing = requests.get(server.url + "/simple/", headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+                           timeout=10).json()
+    assert "newproj" not in [p["name"] for p in listing["projects"]]
+    assert requests.get(server.url + "/simple/newproj/", timeout=10).status_code == 404
+    stats = requests.get(server.url + "/stats", timeout=10).json()
+    assert "newproj" not in [p["name"] for p in stats["largest_projects"]]
+    assert stats["projects"] == len(listing["projects"])
+
+    small = make_wheel(tmp_path / "small", "newproj", "1.0")
+    retry = _upload_as_alice(server, small, "newproj")
+    assert retry.status_code == 200, retry.text  # before: 403 until an operator removed the directory
+    page = requests.get(server.url + "/simple/newproj/", timeout=10).text
+    assert small.name in page and ".upload-" not in page
+
+    os.utime(temp, (time.time() - 3600,) * 2)
+    ProjectIndex(PackageStore(packages), server.dirs["data"]).warm()  # what the server runs at start
+    assert not temp.exists()
+
+
+def test_two_first_uploads_of_a_new_project_in_parallel_both_succeed(server, tmp_path):
+    packages = server.dirs["packages"]
+    big = _big_wheel(tmp_path / "big", "twin")
+    sdist = make_sdist(tmp_path / "sdist", "twin", "1.0")
+    thread, result = _in_background(_upload_as_alice, server, big, "twin")
+    _wait_for_temp_file(packages / "twin")  # the first upload's directory exists, no file yet
+    second = _upload_as_alice(server, sdist, "twin")
+    thread.join(60)
+    assert second.status_code == 200, second.text
+    assert result[0].status_code == 200, result[0].text
+    assert {p.name for p in (packages / "twin").iterdir()} == {big.name, sdist.name}

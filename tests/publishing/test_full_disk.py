@@ -5,7 +5,9 @@ The package tree lives on a real 1 MiB tmpfs (the tests run as root, like CI her
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from pubhelpers import PASSWORDS, basic, make_users, snapshot, upload_form
@@ -58,3 +60,74 @@ def test_health_reports_a_disk_below_the_threshold(small_disk, overrides):
     resp = client.get("/health")
     assert resp.status_code == 503
     assert resp.get_json()["checks"]["disk"]["ok"] is False
+
+
+def _fill(directory) -> None:
+    """Fill the file system of ``directory`` to the last byte (a real ENOSPC, no mock)."""
+    with open(directory / "filler", "wb", buffering=0) as fh:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * size)
+            except OSError:
+                continue
+
+
+@pytest.fixture
+def served_tree(overrides, tmp_path):
+    """A tree with one project, indexed, its users in the database."""
+    make_users(overrides)
+    wheel = make_wheel(tmp_path / "src", "demo-pkg", "1.0")
+    manage(["--packages-dir", overrides["packages_dir"], "--data-dir", overrides["data_dir"], "add", str(wheel)])
+    return wheel
+
+
+def _reads_work(client, wheel) -> None:
+    for path in ("/simple/", "/simple/demo-pkg/", f"/packages/demo-pkg/{wheel.name}",
+                 f"/packages/demo-pkg/{wheel.name}.metadata", "/stats"):
+        for accept in ("text/html", "application/vnd.pypi.simple.v1+json"):
+            resp = client.get(path, headers={"Accept": accept})
+            assert resp.status_code == 200, (path, resp.status_code, resp.get_data(as_text=True)[:300])
+    assert client.get(f"/packages/demo-pkg/{wheel.name}").data == wheel.read_bytes()
+
+
+def test_a_full_data_disk_keeps_reads_working_and_refuses_uploads_with_507(small_disk, overrides, served_tree,
+                                                                          tmp_path):
+    data = small_disk / "data"
+    shutil.copytree(overrides["data_dir"], data)
+    settings = {**overrides, "data_dir": str(data), "min_free_disk_mb": 0}
+    for leftover in ("index", "metadata", "pages"):  # derived state must be re-derivable, or skipped
+        shutil.rmtree(data / leftover, ignore_errors=True)
+    client = create_app(settings).test_client()
+    _fill(small_disk)
+    _reads_work(client, served_tree)
+    packages = Path(overrides["packages_dir"])
+    before = snapshot(packages)
+    second = make_wheel(tmp_path / "v2", "demo-pkg", "2.0")
+    resp = client.post("/legacy/", data=upload_form(second), headers=basic("carol", PASSWORDS["carol"]),
+                       content_type="multipart/form-data")
+    assert resp.status_code == 507, resp.get_data(as_text=True)
+    assert snapshot(packages) == before
+
+
+def test_the_cli_add_on_a_full_data_disk_stores_no_file_without_its_audit_record(small_disk, overrides,
+                                                                                served_tree, tmp_path, capsys):
+    data = small_disk / "data"
+    shutil.copytree(overrides["data_dir"], data)
+    _fill(small_disk)
+    packages = Path(overrides["packages_dir"])
+    before = snapshot(packages)
+    second = make_wheel(tmp_path / "v2", "demo-pkg", "2.0")
+    code = manage(["--packages-dir", str(packages), "--data-dir", str(data), "add", str(second)])
+    assert code == 1
+    assert "disk space" in capsys.readouterr().err
+    assert snapshot(packages) == before  # before the fix: stored, then the audit insert failed
+
+
+def test_a_full_packages_disk_keeps_reads_working(small_disk, overrides, tmp_path):
+    packages = small_disk / "packages"
+    packages.mkdir()
+    wheel = make_wheel(packages / "demo-pkg", "demo-pkg", "1.0")
+    client = create_app({**overrides, "packages_dir": str(packages), "min_free_disk_mb": 0}).test_client()
+    _fill(small_disk)
+    _reads_work(client, wheel)

@@ -4,6 +4,7 @@ mismatched uploads and ignores the digests it is sent)."""
 from __future__ import annotations
 
 import io
+import tarfile
 import zipfile
 
 import pytest
@@ -94,7 +95,7 @@ def test_oversized_upload_is_413_and_tree_unchanged(app, client, users, packages
     big = make_wheel(tmp_path, "demo-pkg", "1.0", module_source="x = '" + "ab" * 800_000 + "'\n")
     resp = client.post("/legacy/", data=upload_form(big), headers=ALICE)
     assert resp.status_code == 413
-    assert "limit of 1 MB" in resp.get_data(as_text=True)
+    assert "limit of 1048576 bytes" in resp.get_data(as_text=True)
     assert snapshot(packages) == {}
 
 
@@ -124,10 +125,11 @@ def test_sdist_upload_is_validated_too(client, users, packages, tmp_path):
     sdist = make_sdist(tmp_path, "demo-pkg", "1.0")
     assert client.post("/legacy/", data=upload_form(sdist), headers=ALICE).status_code == 200
     broken = io.BytesIO()
-    with zipfile.ZipFile(broken, "w") as zf:
-        zf.writestr("demo_pkg-2.0/setup.py", "")
+    with tarfile.open(fileobj=broken, mode="w:gz") as tf:
+        member = tarfile.TarInfo("demo_pkg-2.0/setup.py")
+        tf.addfile(member, io.BytesIO(b""))
     before = snapshot(packages)
-    resp = client.post("/legacy/", data=upload_form(broken.getvalue(), "demo_pkg-2.0.zip"), headers=ALICE)
+    resp = client.post("/legacy/", data=upload_form(broken.getvalue(), "demo_pkg-2.0.tar.gz"), headers=ALICE)
     assert resp.status_code == 400 and "PKG-INFO" in resp.status
     assert snapshot(packages) == before
 
