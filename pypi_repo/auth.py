@@ -9,9 +9,12 @@ Rules (issue 4):
   were granted. The first uploader of a *new* project becomes its owner. A project that is
   already in the tree but has no owner (copied in by hand) needs an all-projects user or
   a grant. A token may narrow its user's rights to some projects and to ``read``.
-- Failed logins are counted per client address in the database (all workers share it);
-  past ``auth_rate_limit`` failures in a minute, that address gets 429 for the rest of it.
+- Failed logins are limited per (address, account) and per account, atomically across
+  workers; valid tokens are never limited (rules in :mod:`pypi_repo.ratelimit`).
+- Browser sessions live in the database, bound to the user's random uuid, and end on
+  logout, password change, removal and token revocation (:mod:`pypi_repo.sessions`).
 - Every failure and every change is written to the audit log: who, what, when, from where.
+  Counting failures for metrics is an event hook (``on_failure``) passed in at start-up.
 """
 from __future__ import annotations
 
@@ -23,17 +26,18 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from packaging.utils import NormalizedName
 
-from . import metrics
 from .config import Settings
 from .db import Database
 from .distfiles import canonical_project_name
-from .errors import AuthenticationFailed, NotFound, PermissionDenied, PypiRepoError, RateLimited
+from .errors import AuthenticationFailed, NotFound, PermissionDenied, PypiRepoError
+from .ratelimit import LimitKey, LoginLimiter, account_key, pair_key, token_key
+from .sessions import WebSessions
 
 __all__ = [
     "AuthService",
@@ -51,7 +55,6 @@ log = logging.getLogger(__name__)
 TOKEN_USERNAME = "__token__"
 TOKEN_PREFIX = "prt-"
 SCOPES = ("upload", "read")
-RATE_WINDOW_S = 60.0
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _VERIFIED_CACHE_SIZE = 256
 _VERIFIED_TTL_S = 60.0
@@ -100,7 +103,35 @@ MIGRATIONS = (
     );
     CREATE INDEX audit_log_by_time ON audit_log (at);
     """,
+    # 2 (issue 10): a random uuid per user (numeric ids are reused by SQLite), sessions in
+    # the database, login attempts keyed per (address, account) and per account.
+    """
+    ALTER TABLE users ADD COLUMN uuid TEXT;
+    UPDATE users SET uuid = lower(hex(randomblob(16))) WHERE uuid IS NULL;
+    CREATE UNIQUE INDEX users_by_uuid ON users (uuid);
+    CREATE TABLE web_sessions (
+        id_sha256 TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        user_uuid TEXT NOT NULL,
+        token_id TEXT REFERENCES tokens(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_by_user ON web_sessions (user_id);
+    CREATE INDEX web_sessions_by_token ON web_sessions (token_id);
+    CREATE TABLE login_attempts (
+        attempt TEXT NOT NULL,
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX login_attempts_by_key ON login_attempts (key, at);
+    CREATE INDEX login_attempts_by_time ON login_attempts (at);
+    CREATE INDEX login_attempts_by_attempt ON login_attempts (attempt);
+    DROP TABLE auth_failures;
+    """,
 )
+
+FailureHook = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -162,9 +193,15 @@ def validate_username(name: str) -> str:
 class AuthService:
     """Authentication and authorization over the shared :class:`Database`."""
 
-    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+    def __init__(self, settings: Settings, db: Database | None = None, *,
+                 on_failure: FailureHook | None = None) -> None:
+        """``on_failure(reason)`` is called once per refused authentication (metrics observe
+        it; the web app passes the hook in at start-up)."""
         self.settings = settings
         self.db = db or Database.for_settings(settings)
+        self.limiter = LoginLimiter(self.db)
+        self.sessions = WebSessions(self.db)
+        self._on_failure = on_failure
         memory = max(8, settings.argon2_memory_kib)
         self.hasher = PasswordHasher(
             time_cost=max(1, settings.argon2_time_cost),
@@ -217,26 +254,29 @@ class AuthService:
             if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise PypiRepoError(f"user {name!r} already exists")
             conn.execute(
-                "INSERT INTO users (name, password_hash, all_projects, created_at) VALUES (?, ?, ?, ?)",
-                (name, password_hash, int(all_projects), time.time()),
+                "INSERT INTO users (name, password_hash, all_projects, created_at, uuid) VALUES (?, ?, ?, ?, ?)",
+                (name, password_hash, int(all_projects), time.time(), secrets.token_hex(16)),
             )
         self.audit(actor, "user.add", name, client_addr,
                    detail="all projects" if all_projects else "")
 
     def remove_user(self, name: str, *, actor: str = "cli", client_addr: str = "local") -> None:
-        self._user_row(name)
+        user = self._user_row(name)
         with self._db().transaction() as conn:
+            self.sessions.end_for_user(conn, user["id"])
             conn.execute("DELETE FROM users WHERE name = ?", (name,))
         self._forget_verified()
         self.audit(actor, "user.remove", name, client_addr)
 
     def set_password(self, name: str, password: str, *, actor: str = "cli",
                      client_addr: str = "local") -> None:
-        self._user_row(name)
+        """Change the password (CLI ``user passwd``, account pages): every session ends."""
+        user = self._user_row(name)
         self._check_password_quality(password)
+        password_hash = self.hasher.hash(password)
         with self._db().transaction() as conn:
-            conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
-                         (self.hasher.hash(password), name))
+            conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user["id"]))
+            self.sessions.end_for_user(conn, user["id"])
         self._forget_verified()
         self.audit(actor, "user.passwd", name, client_addr)
 
@@ -321,6 +361,7 @@ class AuthService:
     def revoke_token(self, token_id: str, *, actor: str = "cli", client_addr: str = "local") -> None:
         token_id = token_id.removeprefix(TOKEN_PREFIX).split("-", 1)[0]
         with self._db().transaction() as conn:
+            self.sessions.end_for_token(conn, token_id)
             cur = conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
         if not cur.rowcount:
             raise NotFound(f"no token {token_id!r}")
@@ -339,42 +380,66 @@ class AuthService:
 
     # ------------------------------------------------------------ authentication
     def authenticate(self, username: str | None, password: str | None, client_addr: str) -> Principal:
-        """Check Basic-auth credentials; raises AuthenticationFailed or RateLimited."""
+        """Check Basic-auth credentials; raises AuthenticationFailed or RateLimited.
+
+        Tokens are checked before any limit (a valid token is never refused); passwords
+        reserve a slot under the (address, account) and account limits first.
+        """
         client_addr = client_addr or "unknown"
-        self._check_rate(client_addr)
+        self._db()
         if not username or not password:
             raise AuthenticationFailed("credentials required")
-        try:
-            if password.startswith(TOKEN_PREFIX):
-                return self._authenticate_token(username, password)
-            if username == TOKEN_USERNAME:
-                raise AuthenticationFailed("not a valid token")
-            return self._authenticate_password(username, password)
-        except AuthenticationFailed as exc:
-            self._record_failure(username, client_addr, str(exc))
-            metrics.record_auth_failure()
-            raise AuthenticationFailed("invalid credentials") from None
-
-    def _authenticate_password(self, username: str, password: str) -> Principal:
-        rows = self._db().query("SELECT * FROM users WHERE name = ?", (username,))
-        if not rows:
-            self._verify_dummy(password)
-            raise AuthenticationFailed("unknown user")
-        user = rows[0]
-        key = hashlib.blake2b(f"{user['name']}\0{password}\0{user['password_hash']}".encode(),
-                              digest_size=32).digest()
-        if not self._recently_verified(key):
+        if password.startswith(TOKEN_PREFIX) or username == TOKEN_USERNAME:
             try:
-                self.hasher.verify(user["password_hash"], password)
-            except (VerificationError, InvalidHashError):
-                raise AuthenticationFailed("wrong password") from None
-            self._remember_verified(key)
-            if self.hasher.check_needs_rehash(user["password_hash"]):
-                self._db().connection().execute("UPDATE users SET password_hash = ? WHERE id = ?",
-                                                (self.hasher.hash(password), user["id"]))
+                return self._authenticate_token(username, password)
+            except AuthenticationFailed as exc:
+                self._refuse(username, client_addr, str(exc), "token")
+                self.limiter.record_failure(LimitKey(token_key(client_addr), self.settings.auth_rate_limit))
+                raise AuthenticationFailed("invalid credentials") from None
+        return self._authenticate_password(username, password, client_addr)
+
+    def _refuse(self, username: str, client_addr: str, detail: str, reason: str) -> None:
+        if self._on_failure is not None and reason != "rate_limited":
+            self._on_failure(reason)
+        self.audit(username[:100], "auth", "", client_addr, outcome="denied", detail=detail)
+
+    def _password_limits(self, username: str, client_addr: str) -> list[LimitKey]:
+        return [LimitKey(pair_key(client_addr, username), self.settings.auth_rate_limit),
+                LimitKey(account_key(username), self.settings.auth_account_rate_limit)]
+
+    def _authenticate_password(self, username: str, password: str, client_addr: str) -> Principal:
+        rows = self._db().query("SELECT * FROM users WHERE name = ?", (username,))
+        user = rows[0] if rows else None
+        key = b""
+        if user is not None:
+            key = hashlib.blake2b(f"{user['name']}\0{password}\0{user['password_hash']}".encode(),
+                                  digest_size=32).digest()
+            if self._recently_verified(key):  # verified right in the last minute: no guess
+                return Principal(user["name"], user["id"], bool(user["all_projects"]))
+        try:
+            attempt = self.limiter.reserve(self._password_limits(username, client_addr))
+        except PypiRepoError:
+            self._refuse(username, client_addr, "rate limited", "rate_limited")
+            raise
+        if user is None:
+            self._verify_dummy(password)
+            self._refuse(username, client_addr, "unknown user", "password")
+            raise AuthenticationFailed("invalid credentials")
+        try:
+            self.hasher.verify(user["password_hash"], password)
+        except (VerificationError, InvalidHashError):
+            self._refuse(username, client_addr, "wrong password", "password")
+            raise AuthenticationFailed("invalid credentials") from None
+        self.limiter.release(attempt)
+        self._remember_verified(key)
+        if self.hasher.check_needs_rehash(user["password_hash"]):
+            self._db().connection().execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                                            (self.hasher.hash(password), user["id"]))
         return Principal(user["name"], user["id"], bool(user["all_projects"]))
 
     def _authenticate_token(self, username: str, token: str) -> Principal:
+        if not token.startswith(TOKEN_PREFIX):
+            raise AuthenticationFailed("not a valid token")
         token_id, _, secret = token.removeprefix(TOKEN_PREFIX).partition("-")
         rows = self._db().query(
             "SELECT t.*, u.name AS username, u.all_projects FROM tokens t "
@@ -392,6 +457,25 @@ class AuthService:
         projects = frozenset(filter(None, row["projects"].split(","))) or None
         return Principal(row["username"], row["user_id"], bool(row["all_projects"]),
                          scope=row["scope"], token_id=token_id, token_projects=projects)
+
+    # ------------------------------------------------------------ browser sessions
+    def start_session(self, principal: Principal) -> str:
+        """A database session for a principal that just logged in; returns the cookie's id."""
+        self._db()
+        return self.sessions.start(principal.user_id, principal.token_id, self.settings.session_hours * 3600)
+
+    def session_principal(self, session_id: str) -> Principal | None:
+        """The principal of a live session, read fresh (None: ended, expired or invalid)."""
+        self._db()
+        row = self.sessions.resolve(session_id)
+        if row is None:
+            return None
+        return Principal(row.username, row.user_id, row.all_projects, scope=row.scope,
+                         token_id=row.token_id, token_projects=row.token_projects)
+
+    def end_session(self, session_id: str) -> None:
+        self._db()
+        self.sessions.end(session_id)
 
     def _verify_dummy(self, password: str) -> None:
         """Spend the time a real check takes, so unknown and known users look alike."""
@@ -419,25 +503,6 @@ class AuthService:
     def _forget_verified(self) -> None:
         with self._verified_lock:
             self._verified.clear()
-
-    # ------------------------------------------------------------ rate limiting
-    def _check_rate(self, client_addr: str) -> None:
-        limit = self.settings.auth_rate_limit
-        if limit <= 0:
-            return
-        since = time.time() - RATE_WINDOW_S
-        count = self._db().query(
-            "SELECT COUNT(*) AS n FROM auth_failures WHERE client_addr = ? AND at > ?",
-            (client_addr, since))[0]["n"]
-        if count >= limit:
-            raise RateLimited(f"too many failed logins from {client_addr}; try again in a minute")
-
-    def _record_failure(self, username: str, client_addr: str, reason: str) -> None:
-        now = time.time()
-        with self._db().transaction() as conn:
-            conn.execute("INSERT INTO auth_failures (client_addr, at) VALUES (?, ?)", (client_addr, now))
-            conn.execute("DELETE FROM auth_failures WHERE at < ?", (now - 10 * RATE_WINDOW_S,))
-        self.audit(username[:100], "auth", "", client_addr, outcome="denied", detail=reason)
 
     # ------------------------------------------------------------ authorization
     @staticmethod

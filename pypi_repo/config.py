@@ -57,11 +57,13 @@ class Settings:
     file_max_age: int = 86400  # seconds a client may reuse a file without revalidating
     # --- health ---
     min_free_disk_mb: int = 100
+    stats_cache_s: float = 10.0  # /stats and /metrics reuse one walk of the tree this long (new projects: at once)
     # --- publishing ---
     max_upload_mb: int = 1024
     allow_overwrite: bool = False
     private: bool = False  # reads need credentials too
-    auth_rate_limit: int = 10  # failed logins per client address per minute
+    auth_rate_limit: int = 10  # failed logins per minute per (client address, account); bad tokens per address
+    auth_account_rate_limit: int = 50  # failed password logins per minute per account, from all addresses
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     # --- ui ---

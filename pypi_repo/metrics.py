@@ -104,8 +104,9 @@ def record_upload(accepted: bool) -> None:
     _child(UPLOADS, "accepted" if accepted else "rejected").inc()
 
 
-def record_auth_failure() -> None:
-    """Count one refused authentication (bad password, bad token, missing credentials)."""
+def record_auth_failure(reason: str = "") -> None:
+    """Count one refused authentication (bad password or token); the web app passes this
+    to :class:`~pypi_repo.auth.AuthService` as its ``on_failure`` hook."""
     AUTH_FAILURES.inc()
 
 

@@ -17,7 +17,6 @@ import time
 from flask import Blueprint, Flask, Response, abort, request
 
 from .. import metrics
-from ..health import tree_summary
 from ..logs import REQUEST_ID_HEADER, bind_request, unbind_request
 from .app import services
 
@@ -142,13 +141,13 @@ def init_app(app: Flask) -> None:
     if settings.metrics_token or settings.metrics_allow:
         # /metrics has its own protection then (a Prometheus bearer token cannot also be
         # Basic credentials); otherwise private mode's read check guards it too.
-        svc.extras["open_endpoints"] = set(svc.extras.get("open_endpoints", ())) | {"metrics.scrape"}
+        svc.open_endpoints.add("metrics.scrape")
     sync = metrics.CacheStatsSync(lambda: svc.index.cache_stats)
     svc.extras["metrics"] = {
         "allow": _allowed_networks(settings.metrics_allow),
         "cache_sync": sync,
         "collectors": [
-            metrics.IndexSizeCollector(lambda: tree_summary(settings.packages_dir), settings.metrics_index_ttl),
+            metrics.IndexSizeCollector(svc.tree_stats.get, settings.metrics_index_ttl),
             metrics.ServiceCollector(svc.started_at),
         ],
     }
