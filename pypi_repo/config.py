@@ -75,6 +75,8 @@ class Settings:
     count_downloads: bool = True
     downloads_flush_seconds: int = 1  # how often each worker writes its buffered counts
     metrics: bool = True
+    metrics_dir: str = ""  # Prometheus multiprocess files; empty: a tmpfs dir under /dev/shm (never data_dir: SIGBUS when full)
+    metrics_top_projects: int = 20  # /metrics shows per-project download totals for this many projects
     metrics_index_ttl: int = 60  # seconds a worker reuses its index-size figures for /metrics
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     metrics_allow: str = ""  # comma-separated client addresses allowed to read /metrics

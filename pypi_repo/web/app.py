@@ -75,7 +75,8 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
 
     for blueprint in (ops.bp, files.bp, ui.bp, ui_account.bp, upload.bp):
         app.register_blueprint(blueprint)
-    downloads.init(app.extensions["pypi_repo"])  # counting hook for web/files.py
+    downloads.init(app.extensions["pypi_repo"],  # counting hook for web/files.py
+                   observers=[metrics.record_download] if settings.metrics else [])
     web_metrics.init_app(app)  # request ids, request metrics, /metrics
     app.register_blueprint(simple.bp)  # last: its /<project>/ alias is the catch-all
     errors.register(app)

@@ -16,7 +16,7 @@ import time
 
 from flask import Blueprint, Flask, Response, abort, request
 
-from .. import metrics
+from .. import downloads, metrics
 from ..logs import REQUEST_ID_HEADER, bind_request, unbind_request
 from .app import services
 
@@ -149,6 +149,8 @@ def init_app(app: Flask) -> None:
         "collectors": [
             metrics.IndexSizeCollector(svc.tree_stats.get, settings.metrics_index_ttl),
             metrics.ServiceCollector(svc.started_at),
+            metrics.ProjectDownloadsCollector(lambda top: downloads.top_projects(svc, top),
+                                              settings.metrics_top_projects, settings.metrics_index_ttl),
         ],
     }
     app.after_request(_make_finish_and_measure(sync))
