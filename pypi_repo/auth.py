@@ -23,19 +23,17 @@ import hmac
 import logging
 import re
 import secrets
-import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from packaging.utils import NormalizedName
 
 from .config import Settings
 from .db import Database
+from .auth_schema import MIGRATIONS, AuditEntry, Principal, TokenInfo, UserInfo
 from .distfiles import canonical_project_name
 from .errors import AuthenticationFailed, NotFound, PermissionDenied, PypiRepoError
+from .passwords import PasswordChecker, check_password_quality
 from .ratelimit import LimitKey, LoginLimiter, account_key, pair_key, token_key
 from .sessions import WebSessions
 
@@ -56,129 +54,8 @@ TOKEN_USERNAME = "__token__"
 TOKEN_PREFIX = "prt-"
 SCOPES = ("upload", "read")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_VERIFIED_CACHE_SIZE = 256
-_VERIFIED_TTL_S = 60.0
-
-MIGRATIONS = (
-    """
-    CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-        password_hash TEXT NOT NULL,
-        all_projects INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE tokens (
-        id TEXT PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        secret_sha256 TEXT NOT NULL,
-        scope TEXT NOT NULL CHECK (scope IN ('upload', 'read')),
-        projects TEXT NOT NULL DEFAULT '',
-        description TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        expires_at REAL,
-        last_used_at REAL
-    );
-    CREATE TABLE project_roles (
-        project TEXT NOT NULL,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('owner', 'maintainer')),
-        created_at REAL NOT NULL,
-        PRIMARY KEY (project, user_id)
-    );
-    CREATE TABLE auth_failures (
-        client_addr TEXT NOT NULL,
-        at REAL NOT NULL
-    );
-    CREATE INDEX auth_failures_by_addr ON auth_failures (client_addr, at);
-    CREATE TABLE audit_log (
-        id INTEGER PRIMARY KEY,
-        at REAL NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT NOT NULL DEFAULT '',
-        client_addr TEXT NOT NULL DEFAULT '',
-        outcome TEXT NOT NULL DEFAULT 'ok',
-        detail TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX audit_log_by_time ON audit_log (at);
-    """,
-    # 2 (issue 10): a random uuid per user (numeric ids are reused by SQLite), sessions in
-    # the database, login attempts keyed per (address, account) and per account.
-    """
-    ALTER TABLE users ADD COLUMN uuid TEXT;
-    UPDATE users SET uuid = lower(hex(randomblob(16))) WHERE uuid IS NULL;
-    CREATE UNIQUE INDEX users_by_uuid ON users (uuid);
-    CREATE TABLE web_sessions (
-        id_sha256 TEXT PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        user_uuid TEXT NOT NULL,
-        token_id TEXT REFERENCES tokens(id) ON DELETE CASCADE,
-        created_at REAL NOT NULL,
-        expires_at REAL NOT NULL
-    );
-    CREATE INDEX web_sessions_by_user ON web_sessions (user_id);
-    CREATE INDEX web_sessions_by_token ON web_sessions (token_id);
-    CREATE TABLE login_attempts (
-        attempt TEXT NOT NULL,
-        key TEXT NOT NULL,
-        at REAL NOT NULL
-    );
-    CREATE INDEX login_attempts_by_key ON login_attempts (key, at);
-    CREATE INDEX login_attempts_by_time ON login_attempts (at);
-    CREATE INDEX login_attempts_by_attempt ON login_attempts (attempt);
-    DROP TABLE auth_failures;
-    """,
-)
 
 FailureHook = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request is: a user, possibly acting through a token that narrows their rights."""
-
-    username: str
-    user_id: int
-    all_projects: bool
-    scope: str = "upload"  # a password login has every scope
-    token_id: str | None = None
-    token_projects: frozenset[str] | None = None  # None: not narrowed
-
-    @property
-    def display(self) -> str:
-        return f"{self.username} (token {self.token_id})" if self.token_id else self.username
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    name: str
-    all_projects: bool
-    created_at: float
-    projects: tuple[tuple[str, str], ...]  # (project, role)
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    id: str
-    username: str
-    scope: str
-    projects: tuple[str, ...]
-    description: str
-    created_at: float
-    expires_at: float | None
-    last_used_at: float | None
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: float
-    actor: str
-    action: str
-    target: str
-    client_addr: str
-    outcome: str
-    detail: str
 
 
 def validate_username(name: str) -> str:
@@ -202,15 +79,7 @@ class AuthService:
         self.limiter = LoginLimiter(self.db)
         self.sessions = WebSessions(self.db)
         self._on_failure = on_failure
-        memory = max(8, settings.argon2_memory_kib)
-        self.hasher = PasswordHasher(
-            time_cost=max(1, settings.argon2_time_cost),
-            memory_cost=memory,
-            parallelism=max(1, min(4, memory // 8)),
-        )
-        self._dummy_hash: str | None = None
-        self._verified: dict[bytes, float] = {}
-        self._verified_lock = threading.Lock()
+        self.passwords = PasswordChecker(settings)
 
     # ------------------------------------------------------------ plumbing
     def _db(self) -> Database:
@@ -248,8 +117,8 @@ class AuthService:
     def add_user(self, name: str, password: str, *, all_projects: bool = False,
                  actor: str = "cli", client_addr: str = "local") -> None:
         validate_username(name)
-        self._check_password_quality(password)
-        password_hash = self.hasher.hash(password)
+        check_password_quality(password)
+        password_hash = self.passwords.hash(password)
         with self._db().transaction() as conn:
             if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise PypiRepoError(f"user {name!r} already exists")
@@ -265,19 +134,19 @@ class AuthService:
         with self._db().transaction() as conn:
             self.sessions.end_for_user(conn, user["id"])
             conn.execute("DELETE FROM users WHERE name = ?", (name,))
-        self._forget_verified()
+        self.passwords.forget_all()
         self.audit(actor, "user.remove", name, client_addr)
 
     def set_password(self, name: str, password: str, *, actor: str = "cli",
                      client_addr: str = "local") -> None:
         """Change the password (CLI ``user passwd``, account pages): every session ends."""
         user = self._user_row(name)
-        self._check_password_quality(password)
-        password_hash = self.hasher.hash(password)
+        check_password_quality(password)
+        password_hash = self.passwords.hash(password)
         with self._db().transaction() as conn:
             conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user["id"]))
             self.sessions.end_for_user(conn, user["id"])
-        self._forget_verified()
+        self.passwords.forget_all()
         self.audit(actor, "user.passwd", name, client_addr)
 
     def set_all_projects(self, name: str, value: bool, *, actor: str = "cli",
@@ -295,11 +164,6 @@ class AuthService:
             by_user.setdefault(row["user_id"], []).append((row["project"], row["role"]))
         return [UserInfo(u["name"], bool(u["all_projects"]), u["created_at"], tuple(by_user.get(u["id"], ())))
                 for u in users]
-
-    @staticmethod
-    def _check_password_quality(password: str) -> None:
-        if len(password) < 8:
-            raise PypiRepoError("password must have at least 8 characters")
 
     # ------------------------------------------------------------ project roles
     def grant(self, name: str, project: str, role: str = "maintainer", *, actor: str = "cli",
@@ -412,9 +276,8 @@ class AuthService:
         user = rows[0] if rows else None
         key = b""
         if user is not None:
-            key = hashlib.blake2b(f"{user['name']}\0{password}\0{user['password_hash']}".encode(),
-                                  digest_size=32).digest()
-            if self._recently_verified(key):  # verified right in the last minute: no guess
+            key = self.passwords.cache_key(user["name"], password, user["password_hash"])
+            if self.passwords.recently_verified(key):  # verified right in the last minute: no guess
                 return Principal(user["name"], user["id"], bool(user["all_projects"]))
         try:
             attempt = self.limiter.reserve(self._password_limits(username, client_addr))
@@ -422,19 +285,17 @@ class AuthService:
             self._refuse(username, client_addr, "rate limited", "rate_limited")
             raise
         if user is None:
-            self._verify_dummy(password)
+            self.passwords.verify_dummy(password)
             self._refuse(username, client_addr, "unknown user", "password")
             raise AuthenticationFailed("invalid credentials")
-        try:
-            self.hasher.verify(user["password_hash"], password)
-        except (VerificationError, InvalidHashError):
+        if not self.passwords.verify(user["password_hash"], password):
             self._refuse(username, client_addr, "wrong password", "password")
-            raise AuthenticationFailed("invalid credentials") from None
+            raise AuthenticationFailed("invalid credentials")
         self.limiter.release(attempt)
-        self._remember_verified(key)
-        if self.hasher.check_needs_rehash(user["password_hash"]):
+        self.passwords.remember(key)
+        if self.passwords.needs_rehash(user["password_hash"]):
             self._db().connection().execute("UPDATE users SET password_hash = ? WHERE id = ?",
-                                            (self.hasher.hash(password), user["id"]))
+                                            (self.passwords.hash(password), user["id"]))
         return Principal(user["name"], user["id"], bool(user["all_projects"]))
 
     def _authenticate_token(self, username: str, token: str) -> Principal:
@@ -476,33 +337,6 @@ class AuthService:
     def end_session(self, session_id: str) -> None:
         self._db()
         self.sessions.end(session_id)
-
-    def _verify_dummy(self, password: str) -> None:
-        """Spend the time a real check takes, so unknown and known users look alike."""
-        if self._dummy_hash is None:
-            self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
-        try:
-            self.hasher.verify(self._dummy_hash, password)
-        except VerificationError:
-            pass
-
-    def _recently_verified(self, key: bytes) -> bool:
-        """pip sends the same Basic credentials on every request of a private index; an
-        argon2 check each time would cost more than the page. Keyed on the stored hash, so
-        a password change invalidates it."""
-        with self._verified_lock:
-            until = self._verified.get(key)
-            return until is not None and until > time.monotonic()
-
-    def _remember_verified(self, key: bytes) -> None:
-        with self._verified_lock:
-            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-                self._verified.clear()
-            self._verified[key] = time.monotonic() + _VERIFIED_TTL_S
-
-    def _forget_verified(self) -> None:
-        with self._verified_lock:
-            self._verified.clear()
 
     # ------------------------------------------------------------ authorization
     @staticmethod

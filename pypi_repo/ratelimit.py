@@ -94,10 +94,3 @@ class LoginLimiter:
                          (secrets.token_hex(8), key.key, now))
         if count >= key.limit:
             raise RateLimited("too many failed logins; try again in a minute")
-
-    def is_limited(self, key: LimitKey) -> bool:
-        if key.limit <= 0:
-            return False
-        count = self.db.query("SELECT COUNT(*) FROM login_attempts WHERE key = ? AND at > ?",
-                              (key.key, time.time() - self.window_s))[0][0]
-        return count >= key.limit
