@@ -103,3 +103,25 @@ def test_unsafe_request_with_a_session_needs_the_csrf_token(app):
     login(client, "alice", "alice-password-1")
     resp = client.post("/upload", data={"csrf_token": "forged"})
     assert resp.status_code == 400 and "CSRF" in resp.get_data(as_text=True)
+
+
+def test_a_database_from_before_sessions_is_upgraded_in_place(overrides):
+    """Users made by the first auth schema get a random uuid and can log in to a session."""
+    from pypi_repo.auth_schema import MIGRATIONS
+    from pypi_repo.config import load_settings
+    from pypi_repo.db import Database
+
+    settings = load_settings(overrides)
+    old = Database(settings.database_path)
+    old.migrate("auth", MIGRATIONS[:1])
+    with old.transaction() as conn:
+        for name in ("old1", "old2"):
+            conn.execute("INSERT INTO users (name, password_hash, all_projects, created_at) VALUES (?, ?, 0, 0)",
+                         (name, "not-a-hash"))
+    old.close()
+    app = create_app(overrides)
+    auth = app.extensions["pypi_repo"].auth
+    auth.set_password("old1", "old1-password-1")
+    uuids = [r["uuid"] for r in auth.db.query("SELECT uuid FROM users")]
+    assert len(set(uuids)) == 2 and all(len(u) == 32 for u in uuids)
+    assert logged_in(app, login(app.test_client(), "old1", "old1-password-1"))
