@@ -56,6 +56,8 @@ def error_response(status: int, message: str, title: str | None = None) -> Respo
             content_type="text/html; charset=utf-8",
         )
     resp.status_code = status
+    if status == 429:
+        resp.headers["Retry-After"] = "60"  # the login limits' window (pypi_repo/ratelimit.py)
     return security.challenge(resp)  # only installers and uploaders get a Basic challenge
 
 

@@ -40,6 +40,8 @@ def test_failures_against_one_account_do_not_block_other_accounts_from_that_addr
     client, _ = private
     assert [status(client, "alice", "guess-guess") for _ in range(7)] == [401] * 5 + [429] * 2
     assert status(client, "alice", "alice-password-1") == 429  # alice's password, from here: locked
+    locked = client.get("/simple/secret-pkg/", headers=basic("alice", "alice-password-1"))
+    assert locked.headers["Retry-After"] == "60"
     assert status(client, "bob", "bob-password-22") == 200
     assert status(client, "nobody", "guess-guess") == 401  # a different account: its own count
     assert status(client, "alice", "alice-password-1", addr="192.0.2.9") == 200  # alice elsewhere
