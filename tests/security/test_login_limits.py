@@ -110,3 +110,25 @@ def test_parallel_wrong_passwords_across_workers_let_at_most_the_limit_through(r
     assert {a["client"] for a in access if a.get("path") == "/legacy/"} == {"203.0.113.77", "198.51.100.8"}
     audit = AuthService(settings).audit_entries(200)
     assert {e.client_addr for e in audit if e.action == "auth"} == {"203.0.113.77"}
+
+
+@pytest.mark.parametrize(("spec", "peer", "forwarded_for", "client", "trusted"), [
+    ("127.0.0.1", "127.0.0.1", "203.0.113.1", "203.0.113.1", True),
+    ("127.0.0.1", "::ffff:127.0.0.1", "203.0.113.1", "203.0.113.1", True),  # dual-stack socket
+    ("127.0.0.1, 10.0.0.0/8", "127.0.0.1", "203.0.113.1, 10.1.2.3", "203.0.113.1", True),  # two proxies
+    ("127.0.0.1", "127.0.0.1", "198.51.100.9, 203.0.113.1", "203.0.113.1", True),  # the client's claim is left
+    ("127.0.0.1", "127.0.0.1", "garbage", "127.0.0.1", True),
+    ("127.0.0.1", "127.0.0.1", "[2001:db8::1]:443", "2001:db8::1", True),
+    ("127.0.0.1", "192.0.2.1", "203.0.113.1", "192.0.2.1", False),  # untrusted peer: ignored
+    ("*", "192.0.2.1", "203.0.113.1", "203.0.113.1", True),
+    ("", "127.0.0.1", "203.0.113.1", "127.0.0.1", False),
+])
+def test_client_address_and_scheme_from_a_trusted_proxy_only(spec, peer, forwarded_for, client, trusted):
+    from pypi_repo.web.proxy import TrustedProxies
+
+    seen = {}
+    middleware = TrustedProxies(lambda environ, start: seen.update(environ) or [], spec)
+    middleware({"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": forwarded_for,
+                "HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "http"}, None)
+    assert seen["REMOTE_ADDR"] == client
+    assert seen["wsgi.url_scheme"] == ("https" if trusted else "http")
