@@ -45,8 +45,13 @@ def default_dir(data_dir: Path, shm: Path = SHM) -> Path:
 
 
 def _usable(directory: Path) -> bool:
+    """Writable, ours (a world-writable tmpfs: another user could have made it first, or
+    planted a symlink), and with ``MIN_FREE_BYTES`` free."""
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(directory)
+        if not os.path.isdir(directory) or os.path.islink(directory) or st.st_uid != os.getuid():
+            return False
         if not os.access(directory, os.W_OK | os.X_OK):
             return False
         return shutil.disk_usage(directory).free >= MIN_FREE_BYTES
