@@ -35,6 +35,8 @@ class Services:
     session_principal: Callable[[], Principal | None] | None = None
     # endpoints that private mode leaves open (health, login, static, a protected /metrics)
     open_endpoints: set[str] = field(default_factory=set)
+    # set by web/metrics.py when metrics are on: answers GET /metrics
+    metrics_scrape: Callable[[], Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
