@@ -17,6 +17,8 @@ workers inherit the master's modules).
   (written with ``write()`` to a temp file, then renamed: never mmapped, so a full disk
   is an error, not a SIGBUS) and deletes the worker's files. The directory holds at most
   a few files per live worker plus the archives, whatever the uptime.
+- Cleanup: the master removes its tmpfs directory on exit; one left by a killed master is
+  removed by the next start of any service (its ``master.pid`` names a dead process).
 """
 from __future__ import annotations
 
@@ -26,9 +28,11 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from pathlib import Path
 
-__all__ = ["ENV", "MIN_FREE_BYTES", "archive_dead_worker", "choose_dir", "default_dir", "reset_dir"]
+__all__ = ["ENV", "MIN_FREE_BYTES", "archive_dead_worker", "choose_dir", "default_dir", "reset_dir",
+           "sweep_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +40,15 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 MIN_FREE_BYTES = 16 * 1024 * 1024
 SHM = Path("/dev/shm")
 ARCHIVED_TYPES = ("counter", "histogram", "summary")  # values that add up across processes
+PREFIX = "pypi_repo-metrics-"
+OWNER_FILE = "master.pid"
+STALE_S = 600.0
 
 
 def default_dir(data_dir: Path, shm: Path = SHM) -> Path:
     """The tmpfs directory for one data directory (stable across restarts of the service)."""
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    return shm / f"pypi_repo-metrics-{digest}"
+    return shm / f"{PREFIX}{digest}"
 
 
 def _usable(directory: Path) -> bool:
@@ -64,6 +71,8 @@ def choose_dir(data_dir: Path, configured: str = "", shm: Path = SHM) -> Path | 
     candidates = [Path(configured)] if configured else [default_dir(data_dir, shm), data_dir / "prometheus"]
     if not configured and not shm.is_dir():
         candidates.pop(0)
+    elif not configured:
+        sweep_stale(shm)
     for candidate in candidates:
         if _usable(candidate):
             return candidate
@@ -72,12 +81,48 @@ def choose_dir(data_dir: Path, configured: str = "", shm: Path = SHM) -> Path | 
     return None
 
 
-def reset_dir(directory: Path) -> None:
-    """Master start: no files from a previous run (counters restart from zero)."""
+def reset_dir(directory: Path, master_pid: int | None = None) -> None:
+    """Master start: no files from a previous run (counters restart from zero); the
+    directory names its master in ``OWNER_FILE``, so :func:`sweep_stale` can tell it is live."""
     directory.mkdir(parents=True, exist_ok=True)
     for entry in directory.iterdir():
         if entry.name.endswith(".db") or entry.name.startswith(".archive-"):
             entry.unlink(missing_ok=True)
+    (directory / OWNER_FILE).write_text(f"{master_pid or os.getpid()}\n")
+
+
+def sweep_stale(shm: Path, now: float | None = None) -> None:
+    """Remove our tmpfs directories left by a master that was killed (no ``on_exit``): those
+    whose owner process is gone, or that never got an owner and are older than ``STALE_S``."""
+    now = time.time() if now is None else now
+    try:
+        candidates = [p for p in shm.iterdir() if p.name.startswith(PREFIX) and not p.is_symlink()]
+    except OSError:
+        return
+    for directory in candidates:
+        try:
+            if directory.stat().st_uid != os.getuid():
+                continue
+            owner = directory / OWNER_FILE
+            if owner.exists():
+                text = owner.read_text().strip()
+                stale = not (text.isdigit() and _alive(int(text)))
+            else:
+                stale = now - directory.stat().st_mtime > STALE_S
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read(path: Path) -> dict[str, float]:

@@ -146,3 +146,22 @@ def test_no_room_for_metrics_files_turns_multiprocess_mode_off(full_data_disk, t
     roomy = tmp_path / "roomy"
     roomy.mkdir()
     assert choose_dir(full_data_disk, shm=roomy) == default_dir(full_data_disk, roomy)
+
+
+def test_tmpfs_dirs_of_killed_masters_are_swept(tmp_path):
+    from pypi_repo.metrics_store import choose_dir, reset_dir
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    killed, live, old, fresh = (shm / f"pypi_repo-metrics-{n}" for n in ("killed", "live", "old", "fresh"))
+    reset_dir(killed, master_pid=dead.pid)
+    reset_dir(live)
+    old.mkdir()
+    fresh.mkdir()
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    chosen = choose_dir(tmp_path / "data", shm=shm)
+    assert chosen is not None and chosen.parent == shm
+    assert not killed.exists() and not old.exists()
+    assert live.exists() and fresh.exists()
