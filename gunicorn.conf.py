@@ -100,12 +100,14 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    """Master exit: remove the tmpfs metrics directory (nothing in it outlives the service)."""
-    import shutil
-
+    """Master exit: remove the tmpfs metrics directory it owns (nothing there outlives the service)."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory and os.path.basename(directory).startswith("pypi_repo-metrics-"):
-        shutil.rmtree(directory, ignore_errors=True)
+    if directory:
+        from pathlib import Path
+
+        from pypi_repo.metrics_store import remove_dir
+
+        remove_dir(Path(directory))
 
 
 def worker_exit(server, worker):

@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["ENV", "MIN_FREE_BYTES", "archive_dead_worker", "choose_dir", "default_dir", "reset_dir",
-           "sweep_stale"]
+__all__ = ["ENV", "MIN_FREE_BYTES", "archive_dead_worker", "choose_dir", "default_dir", "live_owners",
+           "remove_dir", "reset_dir", "sweep_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,47 @@ def choose_dir(data_dir: Path, configured: str = "", shm: Path = SHM) -> Path | 
     return None
 
 
-def reset_dir(directory: Path, master_pid: int | None = None) -> None:
-    """Master start: no files from a previous run (counters restart from zero); the
-    directory names its master in ``OWNER_FILE``, so :func:`sweep_stale` can tell it is live."""
+def live_owners(directory: Path) -> set[int]:
+    """The live masters that use ``directory`` (``OWNER_FILE`` lists one pid a line: two
+    while a USR2 upgrade runs the old and the new master side by side)."""
+    try:
+        lines = (directory / OWNER_FILE).read_text().split()
+    except OSError:
+        return set()
+    return {int(t) for t in lines if t.isdigit() and _alive(int(t))}
+
+
+def reset_dir(directory: Path, master_pid: int | None = None) -> bool:
+    """Master start: no files from a previous run (counters restart from zero), and this
+    master listed in ``OWNER_FILE``, so :func:`sweep_stale` can tell the directory is live.
+
+    A directory another live master still uses (a USR2 upgrade, or a second start of the
+    same service that will fail to bind) is shared, not reset: returns False.
+    """
+    master_pid = master_pid or os.getpid()
     directory.mkdir(parents=True, exist_ok=True)
-    for entry in directory.iterdir():
-        if entry.name.endswith(".db") or entry.name.startswith(".archive-"):
-            entry.unlink(missing_ok=True)
-    (directory / OWNER_FILE).write_text(f"{master_pid or os.getpid()}\n")
+    others = live_owners(directory) - {master_pid}
+    if not others:
+        for entry in directory.iterdir():
+            if entry.name.endswith(".db") or entry.name.startswith(".archive-"):
+                entry.unlink(missing_ok=True)
+    (directory / OWNER_FILE).write_text("".join(f"{pid}\n" for pid in sorted(others | {master_pid})))
+    return not others
+
+
+def remove_dir(directory: Path, master_pid: int | None = None) -> None:
+    """Master exit: remove our tmpfs directory unless another live master still uses it."""
+    master_pid = master_pid or os.getpid()
+    if not directory.name.startswith(PREFIX):
+        return
+    others = live_owners(directory) - {master_pid}
+    if others:
+        try:
+            (directory / OWNER_FILE).write_text("".join(f"{pid}\n" for pid in sorted(others)))
+        except OSError:
+            pass
+        return
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def sweep_stale(shm: Path, now: float | None = None) -> None:
@@ -103,10 +136,8 @@ def sweep_stale(shm: Path, now: float | None = None) -> None:
         try:
             if directory.stat().st_uid != os.getuid():
                 continue
-            owner = directory / OWNER_FILE
-            if owner.exists():
-                text = owner.read_text().strip()
-                stale = not (text.isdigit() and _alive(int(text)))
+            if (directory / OWNER_FILE).exists():
+                stale = not live_owners(directory)
             else:
                 stale = now - directory.stat().st_mtime > STALE_S
         except OSError:

@@ -155,6 +155,9 @@ def init_app(app: Flask) -> None:
         # /metrics has its own protection then (a Prometheus bearer token cannot also be
         # Basic credentials); otherwise private mode's read check guards it too.
         svc.open_endpoints.add("metrics.scrape")
+    mp_dir = metrics.multiprocess_dir()
+    if mp_dir is not None:
+        mp_dir.mkdir(parents=True, exist_ok=True)  # a worker must never fail a request for a missing dir
     sync = metrics.CacheStatsSync(lambda: svc.index.cache_stats)
     svc.metrics_scrape = Scrape(settings.metrics_token, _allowed_networks(settings.metrics_allow), sync, [
         metrics.IndexSizeCollector(svc.tree_stats.get, settings.metrics_index_ttl),

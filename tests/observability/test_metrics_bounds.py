@@ -165,3 +165,25 @@ def test_tmpfs_dirs_of_killed_masters_are_swept(tmp_path):
     assert chosen is not None and chosen.parent == shm
     assert not killed.exists() and not old.exists()
     assert live.exists() and fresh.exists()
+
+
+def test_a_second_master_shares_the_directory_and_the_last_one_out_removes_it(tmp_path):
+    """A USR2 upgrade (or a second start that will fail to bind) must not wipe the files of
+    the master that is serving, nor remove the directory under it when it exits."""
+    from pypi_repo.metrics_store import live_owners, remove_dir, reset_dir
+
+    directory = tmp_path / "pypi_repo-metrics-shared"
+    other = subprocess.Popen(["sleep", "30"])  # stands in for the serving master
+    try:
+        assert reset_dir(directory, master_pid=other.pid)
+        (directory / f"counter_{other.pid}.db").write_bytes(b"x")
+        assert not reset_dir(directory)  # this process: a second master
+        assert (directory / f"counter_{other.pid}.db").exists()
+        assert live_owners(directory) == {other.pid, os.getpid()}
+        remove_dir(directory)  # the second one exits first
+        assert directory.exists() and live_owners(directory) == {other.pid}
+    finally:
+        other.kill()
+        other.wait()
+    remove_dir(directory, master_pid=other.pid)
+    assert not directory.exists()
