@@ -53,15 +53,22 @@ def default_dir(data_dir: Path, shm: Path = SHM) -> Path:
 
 def _usable(directory: Path) -> bool:
     """Writable, ours (a world-writable tmpfs: another user could have made it first, or
-    planted a symlink), and with ``MIN_FREE_BYTES`` free."""
+    planted a symlink), and with ``MIN_FREE_BYTES`` free. Not created here: the master
+    creates it at start (``reset_dir``), so a process that only reads the config leaves
+    nothing behind."""
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = os.lstat(directory)
-        if not os.path.isdir(directory) or os.path.islink(directory) or st.st_uid != os.getuid():
+        if os.path.lexists(directory):
+            st = os.lstat(directory)
+            if os.path.islink(directory) or not os.path.isdir(directory) or st.st_uid != os.getuid():
+                return False
+            target = directory
+        else:
+            target = directory.parent
+            while not target.exists():
+                target = target.parent
+        if not os.access(target, os.W_OK | os.X_OK):
             return False
-        if not os.access(directory, os.W_OK | os.X_OK):
-            return False
-        return shutil.disk_usage(directory).free >= MIN_FREE_BYTES
+        return shutil.disk_usage(target).free >= MIN_FREE_BYTES
     except OSError:
         return False
 
@@ -99,7 +106,7 @@ def reset_dir(directory: Path, master_pid: int | None = None) -> bool:
     same service that will fail to bind) is shared, not reset: returns False.
     """
     master_pid = master_pid or os.getpid()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     others = live_owners(directory) - {master_pid}
     if not others:
         for entry in directory.iterdir():
