@@ -75,28 +75,51 @@ def _start_index_warmup(server):
         server.log.warning("index warm-up not started: %s", exc)
 
 # Prometheus multiprocess mode (docs/observability.md): each worker writes its metrics to
-# files in this directory, and a scrape answered by any worker sums them. It must be in the
-# environment before a worker first imports prometheus_client.
-if _settings.metrics:
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.data_dir / "prometheus"))
+# memory-mapped files in this directory, and a scrape answered by any worker sums them. It
+# must be in the environment before a worker first imports prometheus_client. A tmpfs by
+# default, never data_dir: a full disk under an mmap is a SIGBUS (pypi_repo/metrics_store.py).
+if _settings.metrics and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    from pypi_repo.metrics_store import choose_dir  # noqa: E402
+
+    _metrics_dir = choose_dir(_settings.data_dir, _settings.metrics_dir)
+    if _metrics_dir is not None:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 
 def on_starting(server):
     """Master start: an empty metrics directory (counters restart from zero, no stale files)."""
+    from pathlib import Path
+
+    from pypi_repo.metrics_store import reset_dir
+
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        os.makedirs(directory, exist_ok=True)
-        for name in os.listdir(directory):
-            if name.endswith(".db"):
-                os.unlink(os.path.join(directory, name))
+        reset_dir(Path(directory))
 
 
 def child_exit(server, worker):
-    """Master, after a worker died: drop its live-gauge files."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    """Master, after a worker died: drop its live-gauge files, fold its counters into the archive."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from pathlib import Path
+
         from prometheus_client import multiprocess
 
+        from pypi_repo.metrics_store import archive_dead_worker
+
         multiprocess.mark_process_dead(worker.pid)
+        archive_dead_worker(Path(directory), worker.pid)
+
+
+def on_exit(server):
+    """Master exit: remove the tmpfs metrics directory it owns (nothing there outlives the service)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from pathlib import Path
+
+        from pypi_repo.metrics_store import remove_dir
+
+        remove_dir(Path(directory))
 
 
 def worker_exit(server, worker):

@@ -9,9 +9,12 @@ Rules (issue 4):
   were granted. The first uploader of a *new* project becomes its owner. A project that is
   already in the tree but has no owner (copied in by hand) needs an all-projects user or
   a grant. A token may narrow its user's rights to some projects and to ``read``.
-- Failed logins are counted per client address in the database (all workers share it);
-  past ``auth_rate_limit`` failures in a minute, that address gets 429 for the rest of it.
+- Failed logins are limited per (address, account) and per account, atomically across
+  workers; valid tokens are never limited (rules in :mod:`pypi_repo.ratelimit`).
+- Browser sessions live in the database, bound to the user's random uuid, and end on
+  logout, password change, removal and token revocation (:mod:`pypi_repo.sessions`).
 - Every failure and every change is written to the audit log: who, what, when, from where.
+  Counting failures for metrics is an event hook (``on_failure``) passed in at start-up.
 """
 from __future__ import annotations
 
@@ -20,20 +23,19 @@ import hmac
 import logging
 import re
 import secrets
-import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from packaging.utils import NormalizedName
 
-from . import metrics
 from .config import Settings
 from .db import Database
+from .auth_schema import MIGRATIONS, AuditEntry, Principal, TokenInfo, UserInfo
 from .distfiles import canonical_project_name
-from .errors import AuthenticationFailed, NotFound, PermissionDenied, PypiRepoError, RateLimited
+from .errors import AuthenticationFailed, NotFound, PermissionDenied, PypiRepoError
+from .passwords import PasswordChecker, check_password_quality
+from .ratelimit import LimitKey, LoginLimiter, account_key, pair_key, token_key
+from .sessions import WebSessions
 
 __all__ = [
     "AuthService",
@@ -51,103 +53,9 @@ log = logging.getLogger(__name__)
 TOKEN_USERNAME = "__token__"
 TOKEN_PREFIX = "prt-"
 SCOPES = ("upload", "read")
-RATE_WINDOW_S = 60.0
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_VERIFIED_CACHE_SIZE = 256
-_VERIFIED_TTL_S = 60.0
 
-MIGRATIONS = (
-    """
-    CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-        password_hash TEXT NOT NULL,
-        all_projects INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE tokens (
-        id TEXT PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        secret_sha256 TEXT NOT NULL,
-        scope TEXT NOT NULL CHECK (scope IN ('upload', 'read')),
-        projects TEXT NOT NULL DEFAULT '',
-        description TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        expires_at REAL,
-        last_used_at REAL
-    );
-    CREATE TABLE project_roles (
-        project TEXT NOT NULL,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('owner', 'maintainer')),
-        created_at REAL NOT NULL,
-        PRIMARY KEY (project, user_id)
-    );
-    CREATE TABLE auth_failures (
-        client_addr TEXT NOT NULL,
-        at REAL NOT NULL
-    );
-    CREATE INDEX auth_failures_by_addr ON auth_failures (client_addr, at);
-    CREATE TABLE audit_log (
-        id INTEGER PRIMARY KEY,
-        at REAL NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT NOT NULL DEFAULT '',
-        client_addr TEXT NOT NULL DEFAULT '',
-        outcome TEXT NOT NULL DEFAULT 'ok',
-        detail TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX audit_log_by_time ON audit_log (at);
-    """,
-)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request is: a user, possibly acting through a token that narrows their rights."""
-
-    username: str
-    user_id: int
-    all_projects: bool
-    scope: str = "upload"  # a password login has every scope
-    token_id: str | None = None
-    token_projects: frozenset[str] | None = None  # None: not narrowed
-
-    @property
-    def display(self) -> str:
-        return f"{self.username} (token {self.token_id})" if self.token_id else self.username
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    name: str
-    all_projects: bool
-    created_at: float
-    projects: tuple[tuple[str, str], ...]  # (project, role)
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    id: str
-    username: str
-    scope: str
-    projects: tuple[str, ...]
-    description: str
-    created_at: float
-    expires_at: float | None
-    last_used_at: float | None
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: float
-    actor: str
-    action: str
-    target: str
-    client_addr: str
-    outcome: str
-    detail: str
+FailureHook = Callable[[str], None]
 
 
 def validate_username(name: str) -> str:
@@ -162,18 +70,16 @@ def validate_username(name: str) -> str:
 class AuthService:
     """Authentication and authorization over the shared :class:`Database`."""
 
-    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+    def __init__(self, settings: Settings, db: Database | None = None, *,
+                 on_failure: FailureHook | None = None) -> None:
+        """``on_failure(reason)`` is called once per refused authentication (metrics observe
+        it; the web app passes the hook in at start-up)."""
         self.settings = settings
         self.db = db or Database.for_settings(settings)
-        memory = max(8, settings.argon2_memory_kib)
-        self.hasher = PasswordHasher(
-            time_cost=max(1, settings.argon2_time_cost),
-            memory_cost=memory,
-            parallelism=max(1, min(4, memory // 8)),
-        )
-        self._dummy_hash: str | None = None
-        self._verified: dict[bytes, float] = {}
-        self._verified_lock = threading.Lock()
+        self.limiter = LoginLimiter(self.db)
+        self.sessions = WebSessions(self.db)
+        self._on_failure = on_failure
+        self.passwords = PasswordChecker(settings)
 
     # ------------------------------------------------------------ plumbing
     def _db(self) -> Database:
@@ -211,33 +117,36 @@ class AuthService:
     def add_user(self, name: str, password: str, *, all_projects: bool = False,
                  actor: str = "cli", client_addr: str = "local") -> None:
         validate_username(name)
-        self._check_password_quality(password)
-        password_hash = self.hasher.hash(password)
+        check_password_quality(password)
+        password_hash = self.passwords.hash(password)
         with self._db().transaction() as conn:
             if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise PypiRepoError(f"user {name!r} already exists")
             conn.execute(
-                "INSERT INTO users (name, password_hash, all_projects, created_at) VALUES (?, ?, ?, ?)",
-                (name, password_hash, int(all_projects), time.time()),
+                "INSERT INTO users (name, password_hash, all_projects, created_at, uuid) VALUES (?, ?, ?, ?, ?)",
+                (name, password_hash, int(all_projects), time.time(), secrets.token_hex(16)),
             )
         self.audit(actor, "user.add", name, client_addr,
                    detail="all projects" if all_projects else "")
 
     def remove_user(self, name: str, *, actor: str = "cli", client_addr: str = "local") -> None:
-        self._user_row(name)
+        user = self._user_row(name)
         with self._db().transaction() as conn:
+            self.sessions.end_for_user(conn, user["id"])
             conn.execute("DELETE FROM users WHERE name = ?", (name,))
-        self._forget_verified()
+        self.passwords.forget_all()
         self.audit(actor, "user.remove", name, client_addr)
 
     def set_password(self, name: str, password: str, *, actor: str = "cli",
                      client_addr: str = "local") -> None:
-        self._user_row(name)
-        self._check_password_quality(password)
+        """Change the password (CLI ``user passwd``, account pages): every session ends."""
+        user = self._user_row(name)
+        check_password_quality(password)
+        password_hash = self.passwords.hash(password)
         with self._db().transaction() as conn:
-            conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
-                         (self.hasher.hash(password), name))
-        self._forget_verified()
+            conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user["id"]))
+            self.sessions.end_for_user(conn, user["id"])
+        self.passwords.forget_all()
         self.audit(actor, "user.passwd", name, client_addr)
 
     def set_all_projects(self, name: str, value: bool, *, actor: str = "cli",
@@ -255,11 +164,6 @@ class AuthService:
             by_user.setdefault(row["user_id"], []).append((row["project"], row["role"]))
         return [UserInfo(u["name"], bool(u["all_projects"]), u["created_at"], tuple(by_user.get(u["id"], ())))
                 for u in users]
-
-    @staticmethod
-    def _check_password_quality(password: str) -> None:
-        if len(password) < 8:
-            raise PypiRepoError("password must have at least 8 characters")
 
     # ------------------------------------------------------------ project roles
     def grant(self, name: str, project: str, role: str = "maintainer", *, actor: str = "cli",
@@ -321,6 +225,7 @@ class AuthService:
     def revoke_token(self, token_id: str, *, actor: str = "cli", client_addr: str = "local") -> None:
         token_id = token_id.removeprefix(TOKEN_PREFIX).split("-", 1)[0]
         with self._db().transaction() as conn:
+            self.sessions.end_for_token(conn, token_id)
             cur = conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
         if not cur.rowcount:
             raise NotFound(f"no token {token_id!r}")
@@ -339,42 +244,63 @@ class AuthService:
 
     # ------------------------------------------------------------ authentication
     def authenticate(self, username: str | None, password: str | None, client_addr: str) -> Principal:
-        """Check Basic-auth credentials; raises AuthenticationFailed or RateLimited."""
+        """Check Basic-auth credentials; raises AuthenticationFailed or RateLimited.
+
+        Tokens are checked before any limit (a valid token is never refused); passwords
+        reserve a slot under the (address, account) and account limits first.
+        """
         client_addr = client_addr or "unknown"
-        self._check_rate(client_addr)
+        self._db()
         if not username or not password:
             raise AuthenticationFailed("credentials required")
-        try:
-            if password.startswith(TOKEN_PREFIX):
-                return self._authenticate_token(username, password)
-            if username == TOKEN_USERNAME:
-                raise AuthenticationFailed("not a valid token")
-            return self._authenticate_password(username, password)
-        except AuthenticationFailed as exc:
-            self._record_failure(username, client_addr, str(exc))
-            metrics.record_auth_failure()
-            raise AuthenticationFailed("invalid credentials") from None
-
-    def _authenticate_password(self, username: str, password: str) -> Principal:
-        rows = self._db().query("SELECT * FROM users WHERE name = ?", (username,))
-        if not rows:
-            self._verify_dummy(password)
-            raise AuthenticationFailed("unknown user")
-        user = rows[0]
-        key = hashlib.blake2b(f"{user['name']}\0{password}\0{user['password_hash']}".encode(),
-                              digest_size=32).digest()
-        if not self._recently_verified(key):
+        if password.startswith(TOKEN_PREFIX) or username == TOKEN_USERNAME:
             try:
-                self.hasher.verify(user["password_hash"], password)
-            except (VerificationError, InvalidHashError):
-                raise AuthenticationFailed("wrong password") from None
-            self._remember_verified(key)
-            if self.hasher.check_needs_rehash(user["password_hash"]):
-                self._db().connection().execute("UPDATE users SET password_hash = ? WHERE id = ?",
-                                                (self.hasher.hash(password), user["id"]))
+                return self._authenticate_token(username, password)
+            except AuthenticationFailed as exc:
+                self._refuse(username, client_addr, str(exc), "token")
+                self.limiter.record_failure(LimitKey(token_key(client_addr), self.settings.auth_rate_limit))
+                raise AuthenticationFailed("invalid credentials") from None
+        return self._authenticate_password(username, password, client_addr)
+
+    def _refuse(self, username: str, client_addr: str, detail: str, reason: str) -> None:
+        if self._on_failure is not None and reason != "rate_limited":
+            self._on_failure(reason)
+        self.audit(username[:100], "auth", "", client_addr, outcome="denied", detail=detail)
+
+    def _password_limits(self, username: str, client_addr: str) -> list[LimitKey]:
+        return [LimitKey(pair_key(client_addr, username), self.settings.auth_rate_limit),
+                LimitKey(account_key(username), self.settings.auth_account_rate_limit)]
+
+    def _authenticate_password(self, username: str, password: str, client_addr: str) -> Principal:
+        rows = self._db().query("SELECT * FROM users WHERE name = ?", (username,))
+        user = rows[0] if rows else None
+        key = b""
+        if user is not None:
+            key = self.passwords.cache_key(user["name"], password, user["password_hash"])
+            if self.passwords.recently_verified(key):  # verified right in the last minute: no guess
+                return Principal(user["name"], user["id"], bool(user["all_projects"]))
+        try:
+            attempt = self.limiter.reserve(self._password_limits(username, client_addr))
+        except PypiRepoError:
+            self._refuse(username, client_addr, "rate limited", "rate_limited")
+            raise
+        if user is None:
+            self.passwords.verify_dummy(password)
+            self._refuse(username, client_addr, "unknown user", "password")
+            raise AuthenticationFailed("invalid credentials")
+        if not self.passwords.verify(user["password_hash"], password):
+            self._refuse(username, client_addr, "wrong password", "password")
+            raise AuthenticationFailed("invalid credentials")
+        self.limiter.release(attempt)
+        self.passwords.remember(key)
+        if self.passwords.needs_rehash(user["password_hash"]):
+            self._db().connection().execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                                            (self.passwords.hash(password), user["id"]))
         return Principal(user["name"], user["id"], bool(user["all_projects"]))
 
     def _authenticate_token(self, username: str, token: str) -> Principal:
+        if not token.startswith(TOKEN_PREFIX):
+            raise AuthenticationFailed("not a valid token")
         token_id, _, secret = token.removeprefix(TOKEN_PREFIX).partition("-")
         rows = self._db().query(
             "SELECT t.*, u.name AS username, u.all_projects FROM tokens t "
@@ -393,51 +319,24 @@ class AuthService:
         return Principal(row["username"], row["user_id"], bool(row["all_projects"]),
                          scope=row["scope"], token_id=token_id, token_projects=projects)
 
-    def _verify_dummy(self, password: str) -> None:
-        """Spend the time a real check takes, so unknown and known users look alike."""
-        if self._dummy_hash is None:
-            self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
-        try:
-            self.hasher.verify(self._dummy_hash, password)
-        except VerificationError:
-            pass
+    # ------------------------------------------------------------ browser sessions
+    def start_session(self, principal: Principal) -> str:
+        """A database session for a principal that just logged in; returns the cookie's id."""
+        self._db()
+        return self.sessions.start(principal.user_id, principal.token_id, self.settings.session_hours * 3600)
 
-    def _recently_verified(self, key: bytes) -> bool:
-        """pip sends the same Basic credentials on every request of a private index; an
-        argon2 check each time would cost more than the page. Keyed on the stored hash, so
-        a password change invalidates it."""
-        with self._verified_lock:
-            until = self._verified.get(key)
-            return until is not None and until > time.monotonic()
+    def session_principal(self, session_id: str) -> Principal | None:
+        """The principal of a live session, read fresh (None: ended, expired or invalid)."""
+        self._db()
+        row = self.sessions.resolve(session_id)
+        if row is None:
+            return None
+        return Principal(row.username, row.user_id, row.all_projects, scope=row.scope,
+                         token_id=row.token_id, token_projects=row.token_projects)
 
-    def _remember_verified(self, key: bytes) -> None:
-        with self._verified_lock:
-            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-                self._verified.clear()
-            self._verified[key] = time.monotonic() + _VERIFIED_TTL_S
-
-    def _forget_verified(self) -> None:
-        with self._verified_lock:
-            self._verified.clear()
-
-    # ------------------------------------------------------------ rate limiting
-    def _check_rate(self, client_addr: str) -> None:
-        limit = self.settings.auth_rate_limit
-        if limit <= 0:
-            return
-        since = time.time() - RATE_WINDOW_S
-        count = self._db().query(
-            "SELECT COUNT(*) AS n FROM auth_failures WHERE client_addr = ? AND at > ?",
-            (client_addr, since))[0]["n"]
-        if count >= limit:
-            raise RateLimited(f"too many failed logins from {client_addr}; try again in a minute")
-
-    def _record_failure(self, username: str, client_addr: str, reason: str) -> None:
-        now = time.time()
-        with self._db().transaction() as conn:
-            conn.execute("INSERT INTO auth_failures (client_addr, at) VALUES (?, ?)", (client_addr, now))
-            conn.execute("DELETE FROM auth_failures WHERE at < ?", (now - 10 * RATE_WINDOW_S,))
-        self.audit(username[:100], "auth", "", client_addr, outcome="denied", detail=reason)
+    def end_session(self, session_id: str) -> None:
+        self._db()
+        self.sessions.end(session_id)
 
     # ------------------------------------------------------------ authorization
     @staticmethod

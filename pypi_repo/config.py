@@ -60,11 +60,13 @@ class Settings:
     master_stale_s: float = 10.0  # /health/live fails once the Gunicorn master's loop is this late
     health_details: bool = False  # private mode: show /health details to anonymous callers too
     pidfile: Path | None = None  # the Gunicorn master's pid for the monitor; default run/gunicorn-<port>.pid
+    stats_cache_s: float = 10.0  # /stats and /metrics reuse one walk of the tree this long (new projects: at once)
     # --- publishing ---
     max_upload_mb: int = 1024
     allow_overwrite: bool = False
     private: bool = False  # reads need credentials too
-    auth_rate_limit: int = 10  # failed logins per client address per minute
+    auth_rate_limit: int = 10  # failed logins per minute per (client address, account); bad tokens per address
+    auth_account_rate_limit: int = 50  # failed password logins per minute per account, from all addresses
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     # --- ui ---
@@ -76,6 +78,8 @@ class Settings:
     count_downloads: bool = True
     downloads_flush_seconds: int = 1  # how often each worker writes its buffered counts
     metrics: bool = True
+    metrics_dir: str = ""  # Prometheus multiprocess files; empty: a tmpfs dir under /dev/shm (never data_dir: SIGBUS when full)
+    metrics_top_projects: int = 20  # /metrics shows per-project download totals for this many projects
     metrics_index_ttl: int = 60  # seconds a worker reuses its index-size figures for /metrics
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     metrics_allow: str = ""  # comma-separated client addresses allowed to read /metrics

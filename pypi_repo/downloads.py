@@ -21,7 +21,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import metrics
 from .config import Settings
 from .db import Database
 
@@ -33,6 +32,7 @@ __all__ = [
     "download_counts",
     "download_summary",
     "init",
+    "top_projects",
 ]
 
 log = logging.getLogger(__name__)
@@ -183,20 +183,24 @@ class DownloadRecorder:
         self.db.close()
 
 
-def init(svc: Any) -> None:
+DownloadObserver = Callable[[str, str], None]  # (project, client kind)
+
+
+def init(svc: Any, observers: Iterable[DownloadObserver] = ()) -> None:
     """Register the download hook and the ``/stats`` provider on the app's services.
 
     ``svc`` is :class:`pypi_repo.web.app.Services`; ``web/files.py`` calls
     ``svc.extras["on_download"](project, filename, request)`` after every successful GET.
+    ``observers`` (the metrics counter, passed in by the app) see every counted download.
     """
     settings: Settings = svc.settings
     recorder = None
+    observers = tuple(observers)
     if settings.count_downloads:
         recorder = DownloadRecorder(database(settings.database_path), settings.downloads_flush_seconds)
         svc.extras["downloads"] = recorder
         svc.extras.setdefault("stats_providers", {})["downloads"] = lambda: download_summary(svc)
-    count_metrics = settings.metrics
-    if recorder is None and not count_metrics:
+    if recorder is None and not observers:
         return
 
     def on_download(project: str, filename: str, request: Any) -> None:
@@ -205,8 +209,8 @@ def init(svc: Any) -> None:
         client = classify_user_agent(request.headers.get("User-Agent"))
         if recorder is not None:
             recorder.record(project, filename, client)
-        if count_metrics:
-            metrics.record_download(project, client)
+        for observe in observers:
+            observe(project, client)
 
     svc.extras["on_download"] = on_download
 
@@ -258,6 +262,12 @@ def download_counts(svc_or_settings: Any, project: str, days: int = 30) -> dict[
         "by_file": dict(by_file.most_common()),
         "by_client": dict(by_client.most_common()),
     }
+
+
+def top_projects(svc_or_settings: Any, top: int) -> list[tuple[str, int]]:
+    """The ``top`` most downloaded projects, all time: ``[(project, downloads)]``."""
+    return [(p, n) for p, n in _query(svc_or_settings, "SELECT project, SUM(count) FROM download_counts "
+                                                      "GROUP BY project ORDER BY 2 DESC, 1 LIMIT ?", (top,))]
 
 
 def download_summary(svc_or_settings: Any, top: int = 10) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from .config import Settings
 from .liveness import master_check
 from .storage import PackageStore
 
-__all__ = ["HealthChecker", "repository_stats", "tree_summary"]
+__all__ = ["HealthChecker", "TreeSummaryCache", "repository_stats", "tree_summary"]
 
 
 class HealthChecker:
@@ -152,6 +153,41 @@ def tree_summary(root: Path | PackageStore) -> dict[str, Any]:
     }
 
 
+class TreeSummaryCache:
+    """:func:`tree_summary` reused for ``ttl_s`` and while the root directory is unchanged
+    (issue 10: a stat of every file per ``/stats`` request let anyone load the server).
+
+    A new or removed project changes the root's mtime and shows at once; a file added to
+    an existing project shows within ``ttl_s``. One walk at a time per process: callers
+    arriving during a walk wait for it instead of starting their own.
+    """
+
+    def __init__(self, store: PackageStore, ttl_s: float) -> None:
+        self.store = store
+        self.root = store.root
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._value: dict[str, Any] | None = None
+        self._key: tuple[int, int] | None = None
+        self._at = 0.0
+
+    def _root_key(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_ino
+
+    def get(self) -> dict[str, Any]:
+        with self._lock:
+            key = self._root_key()
+            now = time.monotonic()
+            if self._value is None or key != self._key or now - self._at >= self.ttl_s:
+                self._value = tree_summary(self.store)
+                self._key, self._at = key, now
+            return self._value
+
+
 def _service_memory() -> dict[str, int]:
     """RSS of this process and of the whole service (the Gunicorn master and its workers)."""
     me = psutil.Process()
@@ -169,8 +205,9 @@ def _service_memory() -> dict[str, int]:
 
 
 def repository_stats(settings: Settings, uptime_s: float, extra: dict[str, Any] | None = None,
-                     store: PackageStore | None = None) -> dict[str, Any]:
-    stats = tree_summary(store or settings.packages_dir)
+                     tree: TreeSummaryCache | None = None, store: PackageStore | None = None) -> dict[str, Any]:
+    """``/stats``: the tree summary (from ``tree``, the app's cache, when given) and more."""
+    stats = dict(tree.get() if tree is not None else tree_summary(store or settings.packages_dir))
     stats.update({"uptime_s": uptime_s, "memory": _service_memory(), "version": __version__})
     if extra:
         stats.update(extra)

@@ -6,10 +6,13 @@ writes its counters to memory-mapped files there and a scrape answered by any wo
 all of them. Without it (tests, ``--dev``) the metrics live in this process.
 
 The metric objects are module-level on purpose: they are process-wide by nature (one
-file per process in multiprocess mode), and other modules (uploads, auth) count through
-the small functions below without needing the app. Names follow Prometheus conventions:
-``_total`` counters, ``_seconds`` and ``_bytes`` units, bounded label values (the route is
-the Flask endpoint name, never the raw path).
+file per process in multiprocess mode). Domain code never calls this module: the web app
+passes the ``record_*`` functions as event hooks at start-up (``AuthService(on_failure=)``,
+``downloads.init(observers=)``). Names follow Prometheus conventions: ``_total`` counters,
+``_seconds`` and ``_bytes`` units, bounded label values (the route is the Flask endpoint
+name, never the raw path; per-project downloads come from the database, for the
+``metrics_top_projects`` most downloaded projects only, issue 10). Where the multiprocess
+files live and how dead workers' files are folded: ``metrics_store.py``.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
@@ -39,6 +42,7 @@ __all__ = [
     "CONTENT_TYPE_LATEST",
     "CacheStatsSync",
     "IndexSizeCollector",
+    "ProjectDownloadsCollector",
     "ServiceCollector",
     "multiprocess_dir",
     "record_auth_failure",
@@ -62,8 +66,7 @@ HTTP_LATENCY = Histogram(
     "pypi_repo_http_request_duration_seconds", "Time to produce a response, by route.",
     ["route"], buckets=LATENCY_BUCKETS,
 )
-DOWNLOADS = Counter("pypi_repo_downloads", "Distribution files downloaded (GET 200/206), by project.",
-                    ["project"])
+DOWNLOADS = Counter("pypi_repo_downloads", "Distribution files downloaded (GET 200/206), all projects.")
 DOWNLOAD_CLIENTS = Counter("pypi_repo_downloads_by_client", "Distribution files downloaded, by client kind.",
                            ["client"])
 UPLOADS = Counter("pypi_repo_uploads", "Uploads, by result (accepted or rejected).", ["result"])
@@ -95,7 +98,9 @@ def record_request(route: str, method: str, status: int, seconds: float) -> None
 
 
 def record_download(project: str, client: str) -> None:
-    _child(DOWNLOADS, project).inc()
+    """Count one download (a ``downloads.init`` observer); the project is counted in the
+    database only, so the label set stays bounded."""
+    DOWNLOADS.inc()
     _child(DOWNLOAD_CLIENTS, client).inc()
 
 
@@ -104,8 +109,9 @@ def record_upload(accepted: bool) -> None:
     _child(UPLOADS, "accepted" if accepted else "rejected").inc()
 
 
-def record_auth_failure() -> None:
-    """Count one refused authentication (bad password, bad token, missing credentials)."""
+def record_auth_failure(reason: str = "") -> None:
+    """Count one refused authentication (bad password or token); the web app passes this
+    to :class:`~pypi_repo.auth.AuthService` as its ``on_failure`` hook."""
     AUTH_FAILURES.inc()
 
 
@@ -177,6 +183,39 @@ class IndexSizeCollector:
         yield files
         yield GaugeMetricFamily("pypi_repo_index_bytes", "Bytes of distribution files in the package tree.",
                                 value=s["total_bytes"])
+
+
+class ProjectDownloadsCollector:
+    """All-time downloads of the ``top`` most downloaded projects, from the database (so
+    the series count is bounded by ``top``, not by projects x workers), cached ``ttl_s``."""
+
+    def __init__(self, top_projects: Callable[[int], list[tuple[str, int]]], top: int, ttl_s: float) -> None:
+        self._query = top_projects
+        self._top = top
+        self._ttl_s = ttl_s
+        self._cached: list[tuple[str, int]] | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def rows(self) -> list[tuple[str, int]]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._at >= self._ttl_s:
+                try:
+                    self._cached = self._query(self._top)
+                except Exception:  # a scrape must answer even if the database cannot
+                    self._cached = self._cached or []
+                self._at = now
+            return self._cached
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily("pypi_repo_project_downloads",
+                                     "All-time downloads of the most downloaded projects (from the database).",
+                                     labels=["project"])
+        if self._top > 0:
+            for project, count in self.rows():
+                family.add_metric([project], count)
+        yield family
 
 
 class ServiceCollector:

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import errors as e
 from ..simple_api import JSON_V1, NotAcceptable
+from . import security
 
 log = logging.getLogger("pypi_repo.web")
 
@@ -55,9 +56,9 @@ def error_response(status: int, message: str, title: str | None = None) -> Respo
             content_type="text/html; charset=utf-8",
         )
     resp.status_code = status
-    if status == 401:
-        resp.headers["WWW-Authenticate"] = 'Basic realm="pypi_repo"'
-    return resp
+    if status == 429:
+        resp.headers["Retry-After"] = "60"  # the login limits' window (pypi_repo/ratelimit.py)
+    return security.challenge(resp)  # only installers and uploaders get a Basic challenge
 
 
 def register(app: Flask) -> None:

@@ -16,8 +16,7 @@ import time
 
 from flask import Blueprint, Flask, Response, abort, request
 
-from .. import metrics
-from ..health import tree_summary
+from .. import downloads, metrics
 from ..logs import REQUEST_ID_HEADER, bind_request, unbind_request
 from .app import services
 
@@ -118,16 +117,29 @@ def _may_read_metrics(token: str, networks: list) -> bool:
     return False
 
 
+class Scrape:
+    """What ``/metrics`` needs, built once by :func:`init_app` (``Services.metrics_scrape``)."""
+
+    def __init__(self, token: str, allow: list, sync: metrics.CacheStatsSync, collectors: list) -> None:
+        self.token = token
+        self.allow = allow
+        self.sync = sync
+        self.collectors = collectors
+
+    def __call__(self) -> Response:
+        if not _may_read_metrics(self.token, self.allow):
+            abort(403)
+        self.sync.sync()
+        return Response(metrics.render(self.collectors), mimetype=None, content_type=metrics.CONTENT_TYPE_LATEST,
+                        headers={"Cache-Control": "no-store"})
+
+
 @bp.get("/metrics")
 def scrape() -> Response:
-    svc = services()
-    state = svc.extras["metrics"]
-    if not _may_read_metrics(svc.settings.metrics_token, state["allow"]):
-        abort(403)
-    state["cache_sync"].sync()
-    body = metrics.render(state["collectors"])
-    return Response(body, mimetype=None, content_type=metrics.CONTENT_TYPE_LATEST,
-                    headers={"Cache-Control": "no-store"})
+    handler = services().metrics_scrape
+    if handler is None:
+        abort(404)
+    return handler()
 
 
 def init_app(app: Flask) -> None:
@@ -142,16 +154,17 @@ def init_app(app: Flask) -> None:
     if settings.metrics_token or settings.metrics_allow:
         # /metrics has its own protection then (a Prometheus bearer token cannot also be
         # Basic credentials); otherwise private mode's read check guards it too.
-        svc.extras["open_endpoints"] = set(svc.extras.get("open_endpoints", ())) | {"metrics.scrape"}
+        svc.open_endpoints.add("metrics.scrape")
+    mp_dir = metrics.multiprocess_dir()
+    if mp_dir is not None:
+        mp_dir.mkdir(parents=True, exist_ok=True)  # a worker must never fail a request for a missing dir
     sync = metrics.CacheStatsSync(lambda: svc.index.cache_stats)
-    svc.extras["metrics"] = {
-        "allow": _allowed_networks(settings.metrics_allow),
-        "cache_sync": sync,
-        "collectors": [
-            metrics.IndexSizeCollector(lambda: tree_summary(settings.packages_dir), settings.metrics_index_ttl),
-            metrics.ServiceCollector(svc.started_at),
-        ],
-    }
+    svc.metrics_scrape = Scrape(settings.metrics_token, _allowed_networks(settings.metrics_allow), sync, [
+        metrics.IndexSizeCollector(svc.tree_stats.get, settings.metrics_index_ttl),
+        metrics.ServiceCollector(svc.started_at),
+        metrics.ProjectDownloadsCollector(lambda top: downloads.top_projects(svc, top),
+                                          settings.metrics_top_projects, settings.metrics_index_ttl),
+    ])
     app.after_request(_make_finish_and_measure(sync))
     app.register_blueprint(bp)
 

@@ -60,6 +60,6 @@ def stats() -> Response:
     extra = {"page_cache": svc.index.cache_stats}
     for name, provider in svc.extras.get("stats_providers", {}).items():
         extra[name] = provider()
-    resp = jsonify(repository_stats(svc.settings, svc.health.uptime_s(), extra, store=svc.store))
+    resp = jsonify(repository_stats(svc.settings, svc.health.uptime_s(), extra, tree=svc.tree_stats))
     resp.headers["Cache-Control"] = "no-store"
     return resp

@@ -2,10 +2,14 @@
 
 The same users and tokens as twine (``svc.auth.authenticate``), the same upload path as the
 legacy API (``uploads.accept_upload``). Every POST carries a per-session CSRF token; the
-cookie is HttpOnly and SameSite=Lax. The session holds the Principal that login produced
-and is re-checked against the user database on every request, so removing a user or
-revoking a token ends their sessions at once. The signing key is ``Settings.secret_key``
-or, when empty, a random key created once under the data directory (shared by workers).
+cookie is HttpOnly, SameSite=Lax, and Secure whenever the request came over HTTPS (TLS
+here, or ``X-Forwarded-Proto: https`` from a trusted proxy). The signed cookie holds only
+a random session id; the session itself is a database row bound to the user's uuid
+(:mod:`pypi_repo.sessions`), so logout, a password change, removing the user or revoking
+the token ends it at once, in every worker (issue 10). A cookie never authorizes the
+upload API, and never an unsafe request without the session's CSRF token. The signing key
+is ``Settings.secret_key`` or, when empty, a random key created once under the data
+directory (shared by workers).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from urllib.parse import urlsplit
 
 from flask import (Blueprint, Flask, Response, abort, flash, g, redirect, render_template, request, session,
                    url_for)
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask.sessions import SecureCookieSessionInterface
 
 from ..auth import Principal
 from ..errors import AuthenticationFailed, PypiRepoError, RateLimited
@@ -81,6 +85,11 @@ class CookieOnlySessionInterface(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure when configured, and on any request that arrived over HTTPS (TLS, or a
+        trusted proxy's ``X-Forwarded-Proto: https``, see ``web/proxy.py``)."""
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
 
 @bp.record_once
 def _setup(state) -> None:
@@ -95,8 +104,8 @@ def _setup(state) -> None:
         SESSION_COOKIE_SECURE=bool(svc.settings.certfile) or svc.settings.public_url.startswith("https:"),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=svc.settings.session_hours),
     )
-    svc.extras["session_principal"] = session_principal
-    svc.extras["open_endpoints"] = set(svc.extras.get("open_endpoints", ())) | {"account.login", "static"}
+    svc.session_principal = session_principal
+    svc.open_endpoints |= {"account.login", "static"}
 
 
 def csrf_token() -> str:
@@ -107,43 +116,47 @@ def csrf_token() -> str:
     return token
 
 
+def csrf_valid(*, read_form: bool = True) -> bool:
+    """The session's CSRF token came with this request (``X-CSRF-Token``, or the form
+    field unless ``read_form`` is false: the upload API parses its own stream)."""
+    expected = session.get("csrf", "")
+    sent = request.headers.get("X-CSRF-Token") or (request.form.get("csrf_token", "") if read_form else "")
+    return bool(expected and sent) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
 def _check_csrf() -> None:
-    sent = request.form.get("csrf_token", "")
-    if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
+    if not csrf_valid():
         abort(400, "The form expired or did not come from this site (CSRF check failed). Reload and try again.")
 
 
-def _forget(sess: SessionMixin) -> None:
-    sess.pop("auth", None)
-
-
 def session_principal() -> Principal | None:
-    """The logged-in principal, for browser requests only (never for twine's POST /)."""
-    data = session.get("auth")
-    if not data:
+    """The logged-in principal of this browser request, or None.
+
+    Never for the upload API (``upload.*``: cross-site uploads), and for an unsafe method
+    only with the session's CSRF token, whatever view it reaches.
+    """
+    if "session_principal" in g:
+        return g.session_principal
+    principal = None
+    session_id = session.get("sid")
+    if session_id:
+        principal = services().auth.session_principal(session_id)
+        if principal is None:
+            session.clear()  # ended or expired: drop the cookie too
+    g.session_principal = principal
+    if principal is None:
         return None
-    endpoint = request.endpoint or ""
-    if request.method not in SAFE_METHODS and not endpoint.startswith(("account.", "manage.")):
-        return None  # cookies never authorize the upload API: no cross-site uploads
-    svc = services()
-    if time.time() - data.get("at", 0) > svc.settings.session_hours * 3600:
-        _forget(session)
-        return None
-    user = next((u for u in svc.auth.list_users() if u.name == data["u"]), None)
-    token_ok = not data.get("tok") or any(t.id == data["tok"] and (t.expires_at is None or t.expires_at > time.time())
-                                          for t in svc.auth.list_tokens(data["u"]))
-    if user is None or not token_ok:
-        _forget(session)
-        return None
-    projects = data.get("projects")
-    return Principal(user.name, data["uid"], user.all_projects, scope=data.get("scope", "upload"),
-                     token_id=data.get("tok"), token_projects=frozenset(projects) if projects is not None else None)
+    if request.method not in SAFE_METHODS:
+        if (request.endpoint or "").startswith("upload."):
+            return None
+        _check_csrf()
+    return principal
 
 
 def current_user() -> str | None:
     if "ui_user" not in g:
         try:
-            principal = session_principal() if "auth" in session else None
+            principal = session_principal() if "sid" in session else None
         except PypiRepoError:
             principal = None
         g.ui_user = principal.display if principal else None
@@ -183,13 +196,12 @@ def login() -> Response:
         message = ("Too many failed attempts; wait a minute and try again." if isinstance(exc, RateLimited)
                    else "Wrong user name, password or token.")
         return _page("login.html", status_for(exc), next=target, error=message, username=username)
-    session.clear()
+    old = session.get("sid")
+    if old:
+        svc.auth.end_session(old)
+    session.clear()  # a fresh id and CSRF token: no session fixation
     session.permanent = True
-    session["auth"] = {
-        "u": principal.username, "uid": principal.user_id, "scope": principal.scope, "tok": principal.token_id,
-        "projects": sorted(principal.token_projects) if principal.token_projects is not None else None,
-        "at": time.time(),
-    }
+    session["sid"] = svc.auth.start_session(principal)
     csrf_token()
     svc.auth.audit(principal.display, "web.login", "", client_addr())
     flash(f"Logged in as {principal.display}.", "ok")
@@ -199,6 +211,9 @@ def login() -> Response:
 @bp.post("/logout")
 def logout() -> Response:
     _check_csrf()
+    session_id = session.get("sid")
+    if session_id:
+        services().auth.end_session(session_id)
     session.clear()
     flash("Logged out.", "ok")
     return redirect(url_for("ui.home"), 303)

@@ -5,6 +5,9 @@ What twine and ``uv publish`` need from it: never a redirect (twine aborts on on
 errors whose one-line reason is in the HTTP status line (twine prints only that) and in
 a plain-text body (uv prints the body): 400 bad input, 401 + ``WWW-Authenticate``, 403,
 409 "File already exists" (what ``twine --skip-existing`` recognises), 413, 429.
+A browser's request (``Origin``, ``Sec-Fetch-*`` or our session cookie) is refused with
+403 unless it carries the session's CSRF token: a cross-site form must not upload with
+Basic credentials the browser cached (issue 10; rules in ``web/security.py``).
 
 The form is parsed here rather than through ``request.files`` so the file part spools to
 an anonymous temp file under the data directory (no trace if the client hangs up) and long
@@ -21,8 +24,9 @@ from werkzeug.formparser import FormDataParser
 
 from .. import metrics
 from ..durable import raise_for_disk
-from ..errors import InvalidDistribution, PypiRepoError, RateLimited, UploadTooLarge
+from ..errors import InvalidDistribution, PermissionDenied, PypiRepoError, RateLimited, UploadTooLarge
 from ..uploads import accept_upload
+from . import security
 from .access import client_addr, request_principal
 from .app import Services, services
 from .errors import status_for
@@ -78,6 +82,9 @@ def _parse_form(svc: Services):
 @bp.post("/legacy")
 def legacy_upload() -> Response:
     svc = services()
+    if request.authorization is not None and security.is_browser_request(request) and not _csrf_valid():
+        raise PermissionDenied("browsers cannot use the upload API (no CSRF token); "
+                               "upload from the /upload page, or with twine or uv publish")
     principal = request_principal(svc, allow_session=False)
     form, files = _parse_form(svc)
     try:
@@ -106,9 +113,13 @@ def upload_error(status: int, message: str) -> Response:
     metrics.record_upload(accepted=False)
     resp = Response(f"{status} {message}\n", content_type="text/plain; charset=utf-8")
     resp.status = f"{status} {_reason(message)}"
-    if status == 401:
-        resp.headers["WWW-Authenticate"] = 'Basic realm="pypi_repo"'
-    return resp
+    return security.challenge(resp)
+
+
+def _csrf_valid() -> bool:
+    from .ui_account import csrf_valid
+
+    return csrf_valid(read_form=False)
 
 
 @bp.errorhandler(PypiRepoError)

@@ -18,7 +18,7 @@ def private_client(overrides, add_dist):
     return app.test_client(), auth
 
 
-@pytest.mark.parametrize("path", ["/simple/", "/simple/secret-pkg/", "/", "/secret-pkg/",
+@pytest.mark.parametrize("path", ["/simple/", "/simple/secret-pkg/", "/secret-pkg/",
                                   "/packages/secret-pkg/secret_pkg-1.0-py3-none-any.whl"])
 def test_reads_need_credentials(private_client, path):
     client, auth = private_client
