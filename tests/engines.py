@@ -38,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 __all__ = ["EngineError", "PostgresEngine", "SeaweedEngine", "start_postgres", "start_seaweed"]
 
@@ -128,6 +129,19 @@ class PostgresEngine:
         with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def schema_url(self, via_socket: bool = False) -> str:
+        """A fresh schema, and a URL whose ``options`` put it first on the search path.
+
+        Much cheaper than a database per test (``CREATE DATABASE`` costs ~0.4 s).
+        """
+        import psycopg
+
+        schema = f"t_{secrets.token_hex(6)}"
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        base = self.socket_url() if via_socket else self.url()
+        return f"{base}{'&' if '?' in base else '?'}options={quote(f'-c search_path={schema}')}"
 
     def stop(self) -> None:
         """SIGINT is PostgreSQL's fast shutdown (rolls back, no waiting for clients)."""

@@ -62,7 +62,8 @@ class SqlDatabase(Protocol):
 
     def migrate(self, component: str, scripts: Sequence[str]) -> int:
         """Bring ``component``'s tables to version ``len(scripts)`` (as ``pypi_repo.db``):
-        idempotent, safe in every worker and node at once; returns the version reached."""
+        idempotent, safe in every worker and node at once; returns the version reached.
+        Runs once per process per component: later calls return at once."""
         ...
 
     def check(self) -> None:

@@ -79,6 +79,7 @@ class PostgresDatabase:
         self._pool: ConnectionPool | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._migrated: set[tuple[str, int]] = set()
 
     # ------------------------------------------------------------- connections
     def _get_pool(self) -> ConnectionPool:
@@ -136,6 +137,8 @@ class PostgresDatabase:
 
     def migrate(self, component: str, scripts: Sequence[str]) -> int:
         """Numbered scripts like ``pypi_repo.db``; nodes serialize on an advisory lock."""
+        if (component, len(scripts)) in self._migrated:
+            return len(scripts)
         with self.transaction() as tx:
             tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
             tx.execute("CREATE TABLE IF NOT EXISTS schema_versions ("
@@ -151,6 +154,7 @@ class PostgresDatabase:
             tx.execute("INSERT INTO schema_versions (component, version) VALUES (?, ?) "
                        "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
                        (component, len(scripts)))
+        self._migrated.add((component, len(scripts)))
         return len(scripts)
 
     def check(self) -> None:

@@ -12,7 +12,6 @@ import socket
 import sys
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -82,18 +81,6 @@ def blob_store(request, store_kind, tmp_path):
                         client=request.getfixturevalue("s3_client"))
 
 
-def schema_url(engine: PostgresEngine, via_socket: bool = False) -> str:
-    """A fresh schema and a URL whose ``options`` put it first on the search path."""
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(engine.url(), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    base = engine.socket_url() if via_socket else engine.url()
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options={quote(f'-c search_path={schema}')}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_kind(request) -> str:
     return request.param
@@ -103,7 +90,7 @@ def db_kind(request) -> str:
 def db_url(request, db_kind, tmp_path) -> str:
     if db_kind == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite3'}"
-    return schema_url(request.getfixturevalue("pg_engine"))
+    return request.getfixturevalue("pg_engine").schema_url()
 
 
 @pytest.fixture
