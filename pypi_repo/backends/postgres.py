@@ -62,6 +62,7 @@ class _Tx:
 
 class PostgresDatabase:
     dialect = "postgresql"
+    IntegrityError = psycopg.IntegrityError
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout_s: float = 3.0,
                  statement_timeout_s: float = 15.0, acquire_timeout_s: float = 5.0) -> None:

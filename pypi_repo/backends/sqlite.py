@@ -18,6 +18,7 @@ __all__ = ["SqliteDatabase"]
 
 class SqliteDatabase:
     dialect = "sqlite"
+    IntegrityError = sqlite3.IntegrityError
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

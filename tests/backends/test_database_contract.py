@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pypi_repo.backends import BackendConfigError, BackendUnavailable, SqlDatabase, open_database
+from pypi_repo.backends.database import qmark_to_pyformat
 from pypi_repo.backends.serials import bump_serial, ensure_schema, project_serial, serials
 
 pytestmark = pytest.mark.xdist_group("backends")
@@ -43,6 +44,29 @@ def test_rows_by_name_and_position_and_qmark_placeholders(sql_db):
     with sql_db.transaction() as tx:
         assert tx.execute("UPDATE items SET n = n + 1 RETURNING n").fetchone()[0] == 9
         assert tx.execute("DELETE FROM items WHERE name = ?", ("x",)).rowcount == 1
+
+
+def test_integrity_error_is_the_same_name_on_both_engines_and_rolls_back(sql_db):
+    sql_db.migrate("items", ITEMS)
+    sql_db.execute("INSERT INTO items (name, n) VALUES (?, ?)", ("a", 1))
+    with pytest.raises(sql_db.IntegrityError):
+        with sql_db.transaction() as tx:
+            tx.execute("UPDATE items SET n = 5")
+            tx.execute("INSERT INTO items (name, n) VALUES (?, ?)", ("a", 2))
+    assert [tuple(r) for r in sql_db.query("SELECT name, n FROM items")] == [("a", 1)]
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELECT ?", "SELECT %s"),
+    ("a = ? AND b IN (?, ?)", "a = %s AND b IN (%s, %s)"),
+    ("note = '?' AND x = ?", "note = '?' AND x = %s"),
+    ("LIKE '%a' OR y = ?", "LIKE '%%a' OR y = %s"),
+    ('"odd?col" = ?', '"odd?col" = %s'),
+    ("it''s = ?", "it''s = %s"),
+    ("100 % 7", "100 %% 7"),
+])
+def test_qmark_placeholders_translate_for_psycopg(sql, expected):
+    assert qmark_to_pyformat(sql) == expected
 
 
 def test_migrate_is_idempotent_and_refuses_a_newer_schema(sql_db, db_url):
@@ -88,6 +112,7 @@ import sys, threading
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from pypi_repo.backends import open_database
+from pypi_repo.backends.database import qmark_to_pyformat
 from pypi_repo.backends.serials import bump_serial
 db = open_database({url!r}, Path("/nonexistent"))
 def work(t):
