@@ -41,6 +41,7 @@ def test_rows_by_name_and_position_and_qmark_placeholders(sql_db):
     row = sql_db.query("SELECT name, n, note FROM items WHERE name = ? AND note LIKE '%?'", ("x",))[0]
     assert (row["name"], row[1], row["note"], dict(zip(row.keys(), row))["n"]) == ("x", 7, "100% sure?", 7)
     assert sql_db.execute("UPDATE items SET n = n + 1 WHERE name IN (?, ?)", ("x", "nope")) == 1
+    assert tuple(sql_db.query("SELECT 100 % 7, 'a?b'")[0]) == (2, "a?b")  # no parameters at all
     with sql_db.transaction() as tx:
         assert tx.execute("UPDATE items SET n = n + 1 RETURNING n").fetchone()[0] == 9
         assert tx.execute("DELETE FROM items WHERE name = ?", ("x",)).rowcount == 1
