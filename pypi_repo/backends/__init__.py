@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from ..errors import UnsafePath
@@ -31,7 +31,7 @@ _DATABASE_FORMS = "expected empty (SQLite in the data dir), sqlite:///ABS/FILE o
 
 
 def open_storage(url: str, packages_dir: Path, *, spool_dir: Optional[Path] = None,
-                 timeout_s: float = 5.0, client=None) -> BlobStore:
+                 timeout_s: float = 5.0, client: Any = None) -> BlobStore:
     """The ``BlobStore`` for ``storage_url`` (``spool_dir``: where S3 uploads are staged)."""
     url = (url or "").strip()
     if not url:

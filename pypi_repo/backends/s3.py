@@ -22,7 +22,7 @@ import io
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional
+from typing import Any, BinaryIO, Iterator, Optional
 
 import boto3
 import botocore.exceptions as bex
@@ -43,7 +43,7 @@ _NETWORK = (bex.EndpointConnectionError, bex.ConnectTimeoutError, bex.ReadTimeou
             bex.NoRegionError, bex.ProxyConnectionError, bex.SSLError)
 
 
-def make_client(timeout_s: float = 5.0, attempts: int = 3):
+def make_client(timeout_s: float = 5.0, attempts: int = 3) -> Any:
     """An S3 client from the standard AWS settings: path-style, short timeouts, few retries."""
     config = Config(s3={"addressing_style": "path"}, signature_version="s3v4",
                     connect_timeout=timeout_s, read_timeout=timeout_s,
@@ -63,7 +63,7 @@ def _status(exc: bex.ClientError) -> int:
 class S3BlobStore:
     """Keys under ``s3://bucket/prefix/``. One boto3 client, shared by threads (it is safe)."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, client=None,
+    def __init__(self, bucket: str, prefix: str = "", *, client: Any = None,
                  spool_dir: Optional[Path] = None, timeout_s: float = 5.0) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""

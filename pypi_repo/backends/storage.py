@@ -74,7 +74,12 @@ class BlobStore(Protocol):
     url: str
 
     def projects(self) -> list[str]:
-        """Top-level names (project directories as spelled), sorted; hidden ones left out."""
+        """Top-level names (project directories as spelled), sorted; hidden ones left out.
+
+        May include a name whose objects were all deleted (an empty directory on the local
+        tree; SeaweedFS keeps an empty "folder" that AWS S3 would not): a project whose
+        :meth:`list` is empty counts as absent.
+        """
         ...
 
     def list(self, project: str) -> list[BlobInfo]:
