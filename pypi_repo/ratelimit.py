@@ -16,13 +16,17 @@ Rules:
 """
 from __future__ import annotations
 
+import logging
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Sequence
 
 from .db import Database
 from .errors import RateLimited
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LoginLimiter", "LimitKey", "WINDOW_S"]
 
@@ -50,6 +54,10 @@ def token_key(client_addr: str) -> str:
     return "token:" + client_addr
 
 
+def _disk_full(exc: sqlite3.OperationalError) -> bool:
+    return "full" in str(exc)
+
+
 class LoginLimiter:
     """Sliding-window failure counters in the ``login_attempts`` table (auth migration 2)."""
 
@@ -66,31 +74,57 @@ class LoginLimiter:
         keys = [k for k in keys if k.limit > 0]
         attempt = secrets.token_hex(8)
         now = time.time()
-        with self.db.transaction() as conn:
-            for item in keys:
-                count = conn.execute("SELECT COUNT(*) FROM login_attempts WHERE key = ? AND at > ?",
-                                     (item.key, now - self.window_s)).fetchone()[0]
-                if count >= item.limit:
-                    raise RateLimited("too many failed logins; try again in a minute")
-            conn.executemany("INSERT INTO login_attempts (attempt, key, at) VALUES (?, ?, ?)",
-                             [(attempt, item.key, now) for item in keys])
-            conn.execute("DELETE FROM login_attempts WHERE at < ?", (now - KEEP_S,))
+        try:
+            with self.db.transaction() as conn:
+                self._check(conn, keys, now)
+                conn.executemany("INSERT INTO login_attempts (attempt, key, at) VALUES (?, ?, ?)",
+                                 [(attempt, item.key, now) for item in keys])
+                conn.execute("DELETE FROM login_attempts WHERE at < ?", (now - KEEP_S,))
+        except sqlite3.OperationalError as exc:
+            if not _disk_full(exc):
+                raise
+            # A full data disk (issue 9): the limits still hold (reading works), this
+            # attempt is just not counted, so logins and uploads get their real answer.
+            log.warning("login limiter cannot record an attempt: %s", exc)
+            self._check(self.db.connection(), keys, now)
+            return ""
         return attempt
+
+    def _check(self, conn, keys: Sequence[LimitKey], now: float) -> None:
+        for item in keys:
+            count = conn.execute("SELECT COUNT(*) FROM login_attempts WHERE key = ? AND at > ?",
+                                 (item.key, now - self.window_s)).fetchone()[0]
+            if count >= item.limit:
+                raise RateLimited("too many failed logins; try again in a minute")
 
     def release(self, attempt: str) -> None:
         """The attempt succeeded: it does not count as a failure."""
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM login_attempts WHERE attempt = ?", (attempt,))
+        if not attempt:
+            return
+        try:
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM login_attempts WHERE attempt = ?", (attempt,))
+        except sqlite3.OperationalError as exc:
+            if not _disk_full(exc):
+                raise
+            log.warning("login limiter cannot release an attempt: %s", exc)
 
     def record_failure(self, key: LimitKey) -> None:
         """Count a failure that was checked first (tokens); raise RateLimited past the limit."""
         if key.limit <= 0:
             return
         now = time.time()
-        with self.db.transaction() as conn:
-            count = conn.execute("SELECT COUNT(*) FROM login_attempts WHERE key = ? AND at > ?",
-                                 (key.key, now - self.window_s)).fetchone()[0]
-            conn.execute("INSERT INTO login_attempts (attempt, key, at) VALUES (?, ?, ?)",
-                         (secrets.token_hex(8), key.key, now))
+        try:
+            with self.db.transaction() as conn:
+                count = conn.execute("SELECT COUNT(*) FROM login_attempts WHERE key = ? AND at > ?",
+                                     (key.key, now - self.window_s)).fetchone()[0]
+                conn.execute("INSERT INTO login_attempts (attempt, key, at) VALUES (?, ?, ?)",
+                             (secrets.token_hex(8), key.key, now))
+        except sqlite3.OperationalError as exc:
+            if not _disk_full(exc):
+                raise
+            log.warning("login limiter cannot record a failure: %s", exc)
+            self._check(self.db.connection(), [key], now)
+            return
         if count >= key.limit:
             raise RateLimited("too many failed logins; try again in a minute")

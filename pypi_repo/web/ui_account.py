@@ -135,15 +135,7 @@ def session_principal() -> Principal | None:
     Never for the upload API (``upload.*``: cross-site uploads), and for an unsafe method
     only with the session's CSRF token, whatever view it reaches.
     """
-    if "session_principal" in g:
-        return g.session_principal
-    principal = None
-    session_id = session.get("sid")
-    if session_id:
-        principal = services().auth.session_principal(session_id)
-        if principal is None:
-            session.clear()  # ended or expired: drop the cookie too
-    g.session_principal = principal
+    principal = _session_lookup()
     if principal is None:
         return None
     if request.method not in SAFE_METHODS:
@@ -153,10 +145,24 @@ def session_principal() -> Principal | None:
     return principal
 
 
+def _session_lookup() -> Principal | None:
+    """The session's principal, looked up once per request, without the CSRF rule (for
+    display only: the header of any page, error pages included, shows who is logged in)."""
+    if "session_principal" not in g:
+        principal = None
+        session_id = session.get("sid")
+        if session_id:
+            principal = services().auth.session_principal(session_id)
+            if principal is None:
+                session.clear()  # ended or expired: drop the cookie too
+        g.session_principal = principal
+    return g.session_principal
+
+
 def current_user() -> str | None:
     if "ui_user" not in g:
         try:
-            principal = session_principal() if "sid" in session else None
+            principal = _session_lookup() if "sid" in session else None
         except PypiRepoError:
             principal = None
         g.ui_user = principal.display if principal else None

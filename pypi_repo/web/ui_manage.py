@@ -279,7 +279,7 @@ def release_uploader(name: str, version: str) -> UploadRecord | None:
 @bp.app_template_global()
 def can_manage(name: str) -> bool:
     """Whether the logged-in user may manage project ``name`` (shows the Manage link)."""
-    if "auth" not in session:
+    if "sid" not in session:
         return False
     try:
         if "manage_principal" not in g:

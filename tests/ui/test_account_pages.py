@@ -53,9 +53,11 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 def upload(client, tmp_path, name: str, version: str, user: str, password: str | None = None,
            user_agent: str = TWINE_UA, **kw):
+    """An upload as twine sends it: Basic credentials, no cookie (a fresh client, because a
+    request that carries the browser's session cookie is refused by the upload API)."""
     wheel = make_wheel(tmp_path / f"{name}-{version}-{user}", name, version, **kw)
     with open(wheel, "rb") as fh:
-        return client.post("/legacy/", data={":action": "file_upload", "name": name, "version": version,
+        return client.application.test_client().post("/legacy/", data={":action": "file_upload", "name": name, "version": version,
                                              "content": (fh, wheel.name)},
                            headers={**basic(user, password or PASSWORDS[user]), "User-Agent": user_agent})
 
