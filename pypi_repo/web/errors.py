@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from .. import errors as e
 from ..simple_api import JSON_V1, NotAcceptable
 from . import security
+from .app import services
 
 log = logging.getLogger("pypi_repo.web")
 
@@ -74,7 +75,12 @@ def register(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Response:
         if exc.code and 300 <= exc.code < 400:
             return exc.get_response()
-        resp = error_response(exc.code or 500, exc.description or exc.name, exc.name)
+        description = exc.description or exc.name
+        if exc.code == 413:  # werkzeug's own words name no limit; say the one limit in bytes (issue 10)
+            from .upload import upload_limit_bytes
+
+            description = f"file is larger than the limit of {upload_limit_bytes(services())} bytes"
+        resp = error_response(exc.code or 500, description, exc.name)
         if exc.code == 405:
             resp.headers["Allow"] = ", ".join(getattr(exc, "valid_methods", None) or [])
         return resp

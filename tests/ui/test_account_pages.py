@@ -4,6 +4,7 @@ do what, CSRF on every form, a token's secret shown once, yanks reaching the Sim
 from __future__ import annotations
 
 import base64
+import io
 import re
 
 import pytest
@@ -308,3 +309,16 @@ def test_history_details_are_shortened_for_people():
     detail = "sha256 " + "a" * 64 + ", 1085 bytes; user agent: twine/7.0.0 CPython/3.11.7"
     assert short_detail(detail) == "sha256 aaaaaaaaaaaa\u2026, 1085 bytes; via twine/7.0.0 CPython/3.11.7"
     assert short_detail("bob as owner") == "bob as owner"
+
+
+def test_the_web_upload_form_states_the_one_limit_in_bytes_when_the_body_is_too_large(overrides):
+    """Issue 10: one upload limit, in bytes, in every refusal (the web form's 413 used to be
+    werkzeug's own words, with no limit named)."""
+    small = create_app(dict(overrides, max_upload_mb=1))
+    small.extensions["pypi_repo"].auth.add_user("alice", PASSWORDS["alice"])
+    client = small.test_client()
+    token = login(client, "alice")
+    body = io.BytesIO(b"\0" * (3 * 1024 * 1024))
+    resp = client.post("/upload", data={"csrf_token": token, "content": (body, "big-1.0-py3-none-any.whl")})
+    assert resp.status_code == 413
+    assert f"larger than the limit of {1024 * 1024} bytes" in text(resp)
