@@ -26,8 +26,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
 
-from packaging.version import InvalidVersion, Version
 
+from .accounts import files_matching
 from .auth import SCOPES, AuthService, Principal
 from .config import Settings, load_settings
 from .distfiles import canonical_project_name, parse_distribution_filename
@@ -105,18 +105,7 @@ def _files_for(ctx: CliContext, project: str, selector: str | None) -> list[File
     entries = ctx.store.scan_project(canonical)
     if selector is None:
         return entries
-    try:
-        dist = parse_distribution_filename(selector)
-        chosen = [e for e in entries if e.filename == dist.filename]
-    except InvalidFilename:
-        try:
-            version = Version(selector)
-        except InvalidVersion:
-            raise PypiRepoError(f"{selector!r} is neither a file name nor a version") from None
-        chosen = [e for e in entries if e.dist.version == version]
-    if not chosen:
-        raise NotFound(f"nothing in {canonical} matches {selector!r}")
-    return chosen
+    return files_matching(entries, selector)
 
 
 def _collect_dist_files(paths: Sequence[Path], project: str | None = None) -> list[Path]:

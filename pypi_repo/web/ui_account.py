@@ -17,7 +17,6 @@ import hmac
 import logging
 import os
 import secrets
-import time
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit

@@ -10,7 +10,6 @@ import hashlib
 import os
 import shutil
 import sys
-import time
 
 import pytest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import zipfile
 
 import pytest
 from pubhelpers import PASSWORDS, basic, make_users, snapshot, upload_form

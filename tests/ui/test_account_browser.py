@@ -15,7 +15,7 @@ from conftest import make_repo_dirs, run, start_server
 from distbuilder import make_wheel
 from pypi_repo.auth import AuthService
 from pypi_repo.config import load_settings
-from browser_fixtures import BROWSER_ARGS, CHROMIUM
+from browser_fixtures import browser  # noqa: F401  (the module's Chromium)
 from test_ui_browser import ARTIFACTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ui-browser")]
@@ -38,14 +38,6 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture(params=WIDTHS, ids=[f"{w}px" for w in WIDTHS])
