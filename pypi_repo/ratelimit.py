@@ -1,4 +1,5 @@
-"""Failed-login limits, shared by every Gunicorn worker through the SQLite database (issue 10).
+"""Failed-login limits, shared by every Gunicorn worker (and, on PostgreSQL, by every node)
+through the database (issues 10 and 14).
 
 Rules:
 - A password attempt is counted under two keys: the pair (client address, account) with
@@ -10,9 +11,12 @@ Rules:
 - API tokens are checked before any limit: a 256-bit secret cannot be guessed, so a valid
   token is never refused because of somebody else's failures. Invalid tokens are counted
   per address and answered 429 past the limit.
-- Counting is atomic across workers: an attempt *reserves* its slot in one ``BEGIN
-  IMMEDIATE`` transaction before the (slow) password check and gives it back on success,
-  so N parallel wrong guesses let at most the limit through, never more.
+- Counting is atomic across workers and nodes: an attempt *reserves* its slot in one
+  transaction before the (slow) password check and gives it back on success, so N parallel
+  wrong guesses let at most the limit through, never more. On SQLite the transaction's
+  ``BEGIN IMMEDIATE`` serializes all writers; PostgreSQL runs READ COMMITTED, where two
+  counts could both see room, so the transaction first takes a transaction-scoped advisory
+  lock per key (in sorted order: no deadlock), which makes count-then-insert atomic per key.
 """
 from __future__ import annotations
 
@@ -21,13 +25,15 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from .db import Database
+from .backends import SqlDatabase
+from .backends.database import Transaction
 from .errors import RateLimited
 
 __all__ = ["LoginLimiter", "LimitKey", "WINDOW_S"]
 
 WINDOW_S = 60.0
 KEEP_S = 10 * WINDOW_S  # rows older than this are deleted on the next write
+_LOCK_CLASS = 0x7072  # the first key of the two-key advisory locks (PostgreSQL), "pr"
 
 
 @dataclass(frozen=True)
@@ -39,21 +45,34 @@ class LimitKey:
 
 
 def account_key(username: str) -> str:
-    return "account:" + username.strip().lower()[:100]
+    return "account:" + _text(username.strip().lower()[:100])
 
 
 def pair_key(client_addr: str, username: str) -> str:
-    return f"pair:{client_addr}\0{username.strip().lower()[:100]}"
+    return f"pair:{_text(client_addr)}\x1f{_text(username.strip().lower()[:100])}"
 
 
 def token_key(client_addr: str) -> str:
-    return "token:" + client_addr
+    return "token:" + _text(client_addr)
+
+
+def _text(value: str) -> str:
+    """Client-chosen text as a key both engines store (PostgreSQL's TEXT refuses NUL)."""
+    return value.replace("\x00", "\\x00")
+
+
+def _lock_keys(db: SqlDatabase, conn: Transaction, keys: Sequence[str]) -> None:
+    """PostgreSQL: serialize this transaction with others counting the same keys (SQLite's
+    ``BEGIN IMMEDIATE`` already serializes every writer)."""
+    if db.dialect == "postgresql":
+        for key in sorted(set(keys)):
+            conn.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (_LOCK_CLASS, key))
 
 
 class LoginLimiter:
     """Sliding-window failure counters in the ``login_attempts`` table (auth migration 2)."""
 
-    def __init__(self, db: Database, window_s: float = WINDOW_S) -> None:
+    def __init__(self, db: SqlDatabase, window_s: float = WINDOW_S) -> None:
         self.db = db
         self.window_s = window_s
 
@@ -67,6 +86,7 @@ class LoginLimiter:
         attempt = secrets.token_hex(8)
         now = time.time()
         with self.db.transaction() as conn:
+            _lock_keys(self.db, conn, [item.key for item in keys])
             for item in keys:
                 count = conn.execute("SELECT COUNT(*) FROM login_attempts WHERE key = ? AND at > ?",
                                      (item.key, now - self.window_s)).fetchone()[0]
@@ -88,6 +108,7 @@ class LoginLimiter:
             return
         now = time.time()
         with self.db.transaction() as conn:
+            _lock_keys(self.db, conn, [key.key])
             count = conn.execute("SELECT COUNT(*) FROM login_attempts WHERE key = ? AND at > ?",
                                  (key.key, now - self.window_s)).fetchone()[0]
             conn.execute("INSERT INTO login_attempts (attempt, key, at) VALUES (?, ?, ?)",

@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .. import errors as e
+from ..backends import BackendUnavailable
 from ..simple_api import JSON_V1, NotAcceptable
 from . import security
 
@@ -29,6 +30,7 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (e.PermissionDenied, 403),
     (e.RateLimited, 429),
     (e.StorageFull, 507),
+    (BackendUnavailable, 503),  # the shared database (or storage) is down: retryable, never a 500
     (NotAcceptable, 406),
 )
 
@@ -58,6 +60,8 @@ def error_response(status: int, message: str, title: str | None = None) -> Respo
     resp.status_code = status
     if status == 429:
         resp.headers["Retry-After"] = "60"  # the login limits' window (pypi_repo/ratelimit.py)
+    elif status == 503:
+        resp.headers["Retry-After"] = "5"
     return security.challenge(resp)  # only installers and uploaders get a Basic challenge
 
 
@@ -68,6 +72,9 @@ def register(app: Flask) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc)
+        if isinstance(exc, BackendUnavailable):  # the reason (host, engine) is in the log and /health
+            part = "database" if str(exc).startswith("database") else "storage"
+            return error_response(status, f"The index's {part} is unavailable right now; try again shortly.")
         return error_response(status, str(exc))
 
     @app.errorhandler(HTTPException)
