@@ -541,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_legacy_form(argv, registry.names))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its reconnect attempts: one error line is ours
     flags = {"packages_dir": args.packages_dir, "data_dir": args.data_dir,
              "logs_dir": args.logs_dir, "config": args.config, "database_url": args.database_url}
     ctx = None

@@ -42,6 +42,15 @@ def status_for(exc: Exception) -> int:
     return 500
 
 
+def public_message(exc: Exception) -> str:
+    """What the client is told: the error's text, except for an unreachable backend, whose
+    reason (host, engine error) goes to the log and ``/health`` only."""
+    if isinstance(exc, BackendUnavailable):
+        part = "database" if str(exc).startswith("database") else "storage"
+        return f"The index's {part} is unavailable right now; try again shortly."
+    return str(exc)
+
+
 def wants_json() -> bool:
     if request.path.startswith("/api/"):
         return True
@@ -72,10 +81,7 @@ def register(app: Flask) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc)
-        if isinstance(exc, BackendUnavailable):  # the reason (host, engine) is in the log and /health
-            part = "database" if str(exc).startswith("database") else "storage"
-            return error_response(status, f"The index's {part} is unavailable right now; try again shortly.")
-        return error_response(status, str(exc))
+        return error_response(status, public_message(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
