@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -151,16 +152,24 @@ def test_two_nodes_share_users_tokens_limits_and_counts_and_survive_a_database_o
         assert _upload(node_b, second, ("alice", PASSWORD)).status_code == 429
 
         # the database stops: not ready (no liveness failure), writes answer 503, nothing stored
+        visitor = requests.Session()
+        csrf = _csrf(visitor.get(node_b.url + "/login", timeout=10).text)
         _stop_pg(own_pg)
-        health = node_a.get("/health")
+        with ThreadPoolExecutor(3) as pool:  # each waits for the pool's bounded connect attempts
+            health = pool.submit(node_a.get, "/health")
+            upload = pool.submit(requests.post, node_b.url + "/legacy/", auth=("__token__", f"prt-{'0' * 12}-x"),
+                                 timeout=30, data={":action": "file_upload"},
+                                 files={"content": (second.name, second.read_bytes())})
+            login = pool.submit(visitor.post, node_b.url + "/login", timeout=30, allow_redirects=False,
+                                data={"username": "alice", "password": PASSWORD, "csrf_token": csrf})
+            health, upload, login = health.result(), upload.result(), login.result()
         doc = health.json()
         assert health.status_code == 503 and doc["status"] == "degraded" and doc["live"] is True
         assert doc["checks"]["database"]["ok"] is False
         assert any(a.startswith("database: database postgresql://postgres@127.0.0.1") for a in doc["alerts"])
         assert node_a.get("/health/live").status_code == 200
-        resp = requests.post(node_b.url + "/legacy/", auth=("__token__", f"prt-{'0' * 12}-x"), timeout=30,
-                             data={":action": "file_upload"}, files={"content": (second.name, second.read_bytes())})
-        assert resp.status_code == 503 and "database" in resp.text and resp.headers["Retry-After"]
+        assert upload.status_code == 503 and "database" in upload.text and upload.headers["Retry-After"]
+        assert login.status_code == 503 and "database is unavailable" in login.text
         assert not (dirs_a["packages"] / "twonodes" / second.name).exists()
         assert node_b.get("/simple/twonodes/").status_code == 200  # reads from the tree still work
 
