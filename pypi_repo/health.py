@@ -118,13 +118,14 @@ class HealthChecker:
     def _database_answers(self) -> dict[str, Any]:
         """The shared database answers a query (a down PostgreSQL: not ready, no restart)."""
         assert self.db is not None
+        engine = self.db.dialect  # the URL (a path, or a host) only in the error, masked
         try:
             self.db.check()
         except BackendUnavailable as exc:
-            return {"ok": False, "url": self.db.url, "error": str(exc)}
+            return {"ok": False, "engine": engine, "error": str(exc)}
         except Exception as exc:  # the check must report, never raise
-            return {"ok": False, "url": self.db.url, "error": f"{type(exc).__name__}: {exc}"}
-        return {"ok": True, "url": self.db.url, "engine": self.db.dialect}
+            return {"ok": False, "engine": engine, "error": f"database {self.db.url}: {type(exc).__name__}: {exc}"}
+        return {"ok": True, "engine": engine}
 
     def _index_loadable(self) -> dict[str, Any]:
         try:
