@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 
 from packaging.utils import NormalizedName
 
-from .auth_schema import MIGRATIONS, AuditEntry, Principal, TokenInfo, UserInfo, clean_text, migrations_for, name_equals
+from .auth_schema import AuditEntry, Principal, TokenInfo, UserInfo, clean_text, migrations_for, name_equals
 from .backends import BackendUnavailable, SqlDatabase, open_database
 from .config import Settings
 from .distfiles import canonical_project_name
