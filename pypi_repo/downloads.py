@@ -219,7 +219,7 @@ def init(svc: Any, db: SqlDatabase | None = None, observers: Iterable[DownloadOb
     if settings.count_downloads:
         recorder = DownloadRecorder(database(db if db is not None else svc.db), settings.downloads_flush_seconds)
         svc.extras["downloads"] = recorder
-        svc.extras.setdefault("stats_providers", {})["downloads"] = lambda: download_summary(svc)
+        svc.extras.setdefault("stats_providers", {})["downloads"] = lambda: _summary_or_reason(svc)
     if recorder is None and not observers:
         return
 
@@ -233,6 +233,15 @@ def init(svc: Any, db: SqlDatabase | None = None, observers: Iterable[DownloadOb
             observe(project, client)
 
     svc.extras["on_download"] = on_download
+
+
+def _summary_or_reason(svc: Any) -> dict[str, Any]:
+    """``/stats`` answers while the database is down: the counts say why they are missing."""
+    try:
+        return download_summary(svc)
+    except BackendUnavailable as exc:
+        log.warning("/stats without download counts: %s", exc)
+        return {"error": "the database is unavailable"}
 
 
 # ---------------------------------------------------------------------------- queries

@@ -155,14 +155,15 @@ def test_two_nodes_share_users_tokens_limits_and_counts_and_survive_a_database_o
         visitor = requests.Session()
         csrf = _csrf(visitor.get(node_b.url + "/login", timeout=10).text)
         _stop_pg(own_pg)
-        with ThreadPoolExecutor(3) as pool:  # each waits for the pool's bounded connect attempts
+        with ThreadPoolExecutor(4) as pool:  # each waits for the pool's bounded connect attempts
             health = pool.submit(node_a.get, "/health")
+            stats = pool.submit(node_b.get, "/stats")
             upload = pool.submit(requests.post, node_b.url + "/legacy/", auth=("__token__", f"prt-{'0' * 12}-x"),
                                  timeout=30, data={":action": "file_upload"},
                                  files={"content": (second.name, second.read_bytes())})
             login = pool.submit(visitor.post, node_b.url + "/login", timeout=30, allow_redirects=False,
                                 data={"username": "alice", "password": PASSWORD, "csrf_token": csrf})
-            health, upload, login = health.result(), upload.result(), login.result()
+            health, upload, login, stats = health.result(), upload.result(), login.result(), stats.result()
         doc = health.json()
         assert health.status_code == 503 and doc["status"] == "degraded" and doc["live"] is True
         assert doc["checks"]["database"]["ok"] is False
@@ -170,6 +171,7 @@ def test_two_nodes_share_users_tokens_limits_and_counts_and_survive_a_database_o
         assert node_a.get("/health/live").status_code == 200
         assert upload.status_code == 503 and "database" in upload.text and upload.headers["Retry-After"]
         assert login.status_code == 503 and "database is unavailable" in login.text
+        assert stats.status_code == 200 and stats.json()["downloads"] == {"error": "the database is unavailable"}
         assert not (dirs_a["packages"] / "twonodes" / second.name).exists()
         assert node_b.get("/simple/twonodes/").status_code == 200  # reads from the tree still work
 
