@@ -8,22 +8,33 @@ connections) on the same database.
 """
 from __future__ import annotations
 
+import base64
 import json
+import os
+import pwd
 import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
+import psycopg
 import pytest
 
 from pypi_repo.accounts import Accounts
 from pypi_repo.auth import AuthService
 from pypi_repo.backends import BackendUnavailable, open_database
+from pypi_repo.backends.errors import DatabaseFull
 from pypi_repo.config import load_settings
 from pypi_repo.downloads import DownloadRecorder, database, download_counts, download_summary, top_projects
 from pypi_repo.errors import AuthenticationFailed, NotFound, PypiRepoError, RateLimited
 from pypi_repo.health import HealthChecker
 from pypi_repo.ratelimit import LimitKey, LoginLimiter
 from pypi_repo.storage import PackageStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "publishing"))
+from engines import PG_UNPRIVILEGED_USER  # noqa: E402  (tests/ is on the path: conftest.py)
 
 pytestmark = pytest.mark.xdist_group("backends")
 
@@ -253,4 +264,52 @@ def test_token_use_on_a_full_data_disk_still_authenticates(small_disk, db_kind):
         (small_disk / "probe").write_bytes(b"x" * 4096)
     assert auth.authenticate("__token__", secret, "10.0.0.9").username == "alice"
     assert auth.list_tokens("alice")[0].last_used_at == 0  # not written, and no error
+    auth.db.close()
+
+
+@pytest.fixture
+def pg_small_tablespace(pg_engine):
+    """A 1 MiB tmpfs as a PostgreSQL tablespace, and a fresh schema whose tables go there."""
+    mount_point = Path(tempfile.mkdtemp(prefix="pypi-repo-ts-"))
+    owner = pwd.getpwnam(PG_UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount_point)],
+                   check=True, timeout=30)
+    try:
+        if owner is not None:
+            os.chown(mount_point, owner.pw_uid, owner.pw_gid)
+        name = f"small_{mount_point.name.rsplit('-', 1)[-1].lower()}"
+        with psycopg.connect(pg_engine.url(), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE TABLESPACE {name} LOCATION '{mount_point}'")
+        yield pg_engine.schema_url() + quote(f" -c default_tablespace={name}"), mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True, timeout=30)
+        os.rmdir(mount_point)
+
+
+def test_a_full_postgresql_disk_is_a_507_and_stores_nothing(pg_small_tablespace, tmp_path):
+    """SQLSTATE 53100 (could not extend file: no space) is ``DatabaseFull``: the upload's
+    ownership claim and audit record cannot be written, so its file is not stored."""
+    from pypi_repo import create_app
+    from distbuilder import make_wheel
+    from pubhelpers import upload_form
+
+    url, _ = pg_small_tablespace
+    settings = _settings(tmp_path, url)
+    app = create_app(settings=settings)
+    auth = app.extensions["pypi_repo"].auth
+    auth.add_user("alice", PASSWORD)
+    _, secret = auth.create_token("alice")
+    with auth.db.transaction() as tx:  # fill the tablespace to the last page
+        tx.execute("CREATE TABLE filler (x TEXT)")
+    with pytest.raises(DatabaseFull):
+        for _ in range(200):
+            auth.db.execute("INSERT INTO filler SELECT string_agg(md5(random()::text), '') "
+                            "FROM generate_series(1, 400)")
+    wheel = make_wheel(tmp_path / "dist", "fullpg", "1.0")
+    resp = app.test_client().post("/legacy/", data=upload_form(wheel), content_type="multipart/form-data",
+                                  headers={"Authorization": "Basic " + base64.b64encode(
+                                      f"__token__:{secret}".encode()).decode()})
+    assert resp.status_code == 507, resp.get_data(as_text=True)
+    assert not (tmp_path / "packages" / "fullpg").exists() or not any((tmp_path / "packages" / "fullpg").iterdir())
+    assert auth.project_roles("fullpg") == []
     auth.db.close()
