@@ -37,7 +37,7 @@ def translate_sqlite_error(exc: sqlite3.Error, url: str, path: Path | None = Non
         return exc
     text = str(exc).lower()
     name = getattr(exc, "sqlite_errorname", "") or ""
-    if "full" in text or name in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE") or (
+    if "disk is full" in text or name in ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE") or (
             name.startswith("SQLITE_IOERR") and path is not None and _no_room(path)):
         return DatabaseFull(f"database {url}: the disk is full ({exc})")
     if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_BUSY", "SQLITE_LOCKED",
