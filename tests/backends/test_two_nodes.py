@@ -12,6 +12,7 @@ The PostgreSQL here is this module's own (it is stopped and started again mid-te
 """
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -145,6 +146,8 @@ def test_two_nodes_share_users_tokens_limits_and_counts_and_survive_a_database_o
                 assert node.get(f"/packages/twonodes/{wheel.name}", headers={"User-Agent": "pip/24.0"}).ok
         _wait_for(lambda: _downloads(node_a) == before + 5 and _downloads(node_b) == before + 5,
                   "both nodes to count 5 downloads")
+        report = json.loads(_manage(dirs_b, url, "report", "--format", "json").stdout)
+        assert [(p["name"], p["all_time"]) for p in report["per_project"]] == [("twonodes", before + 5)]
 
         # failed logins on A count on B (3 per minute per address and account)
         for _ in range(3):
