@@ -102,7 +102,8 @@ def _downloads(server) -> int:
 
 def test_two_nodes_share_users_tokens_limits_and_counts_and_survive_a_database_outage(own_pg, tmp_path):
     url = own_pg.schema_url()
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
     dirs_a, dirs_b = make_repo_dirs(tmp_path / "a"), make_repo_dirs(tmp_path / "b")
     dirs_b["packages"] = dirs_a["packages"]  # one tree for now (shared storage comes later)
     env = {"PYPI_REPO_DATABASE_URL": url, "PYPI_REPO_AUTH_RATE_LIMIT": "3"}
