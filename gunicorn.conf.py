@@ -15,9 +15,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pypi_repo.config import load_settings  # noqa: E402
+from pypi_repo.errors import ConfigError  # noqa: E402
 from pypi_repo.logs import ACCESS_LOG_FORMAT, logging_config  # noqa: E402
+from pypi_repo.server import check_database_url  # noqa: E402
 
-_settings = load_settings()
+try:
+    _settings = load_settings()
+    check_database_url(_settings)  # a wrong database_url: one line, before any worker starts
+except ConfigError as _exc:
+    sys.exit(f"pypi_repo: {_exc}")
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.workers or max(2, multiprocessing.cpu_count())

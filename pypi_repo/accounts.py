@@ -31,8 +31,8 @@ from typing import Iterable, Sequence
 from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
 
-from .auth import MIGRATIONS as AUTH_MIGRATIONS
 from .auth import SCOPES, AuditEntry, AuthService, Principal, TokenInfo, validate_username
+from .auth_schema import clean_text, migrations_for, name_equals
 from .distfiles import canonical_project_name, parse_distribution_filename
 from .errors import AuthenticationFailed, Conflict, InvalidFilename, InvalidName, NotFound, PermissionDenied, PypiRepoError
 from .storage import FileEntry, PackageStore
@@ -53,6 +53,15 @@ MIGRATIONS = (
     CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log (actor);
     """,
 )
+# PostgreSQL (issue 14): the actor range of recent_uploads() compares bytes, whatever the
+# database's collation, so its index is in the "C" collation.
+POSTGRES_MIGRATIONS = (
+    """
+    CREATE INDEX IF NOT EXISTS audit_log_by_target ON audit_log (target);
+    CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log (actor COLLATE "C");
+    """,
+)
+_BYTEWISE = {"sqlite": "actor", "postgresql": 'actor COLLATE "C"'}
 
 
 @dataclass(frozen=True)
@@ -146,8 +155,8 @@ class Accounts:
 
     def _db(self):
         db = self.auth.db
-        db.migrate("auth", AUTH_MIGRATIONS)  # the audit log must exist before its indexes
-        db.migrate("accounts", MIGRATIONS)
+        db.migrate("auth", migrations_for(db.dialect))  # the audit log must exist before its indexes
+        db.migrate("accounts", POSTGRES_MIGRATIONS if db.dialect == "postgresql" else MIGRATIONS)
         return db
 
     # ------------------------------------------------------------ who may do what
@@ -179,7 +188,7 @@ class Accounts:
     def projects_of(self, username: str) -> list[ProjectRole]:
         rows = self._db().query(
             "SELECT r.project, r.role FROM project_roles r JOIN users u ON u.id = r.user_id "
-            "WHERE u.name = ? ORDER BY r.project", (username,))
+            f"WHERE {name_equals(self.auth.db.dialect, 'u.name')} ORDER BY r.project", (username,))
         return [ProjectRole(r["project"], r["role"]) for r in rows]
 
     def tokens_of(self, username: str) -> list[TokenInfo]:
@@ -187,9 +196,10 @@ class Accounts:
 
     def recent_uploads(self, username: str, limit: int = 20) -> list[UploadRecord]:
         """The user's latest stored uploads, by password or by any of their tokens."""
+        actor = _BYTEWISE[self.auth.db.dialect]
         rows = self._db().query(
             "SELECT at, actor, target, client_addr, detail FROM audit_log "
-            "WHERE actor >= ? AND actor <= ? AND action = 'upload' AND outcome = 'ok' "
+            f"WHERE {actor} >= ? AND {actor} <= ? AND action = 'upload' AND outcome = 'ok' "
             "ORDER BY id DESC LIMIT ?", (username, username + " (token \x7f", limit * 2))
         records = [r for r in map(_record, rows) if r is not None and r.uploader == username]
         return records[:limit]
@@ -288,7 +298,8 @@ class Accounts:
             raise PypiRepoError(f"The role must be one of {', '.join(ROLES)}.")
         validate_username(username.strip())
         with self._db().transaction() as conn:
-            user = conn.execute("SELECT id, name FROM users WHERE name = ?", (username.strip(),)).fetchone()
+            user = conn.execute(f"SELECT id, name FROM users WHERE {name_equals(self.auth.db.dialect)}",
+                                (username.strip(),)).fetchone()
             if user is None:
                 raise NotFound(f"There is no user named {username.strip()!r}.")
             self._keep_an_owner(conn, project, user["id"], user["name"], demoting=role != "owner")
@@ -304,7 +315,8 @@ class Accounts:
         with self._db().transaction() as conn:
             row = conn.execute(
                 "SELECT u.id, u.name FROM project_roles r JOIN users u ON u.id = r.user_id "
-                "WHERE r.project = ? AND u.name = ?", (project, username)).fetchone()
+                f"WHERE r.project = ? AND {name_equals(self.auth.db.dialect, 'u.name')}",
+                (project, clean_text(username))).fetchone()
             if row is None:
                 raise NotFound(f"{username[:64]} has no role on {project}.")
             self._keep_an_owner(conn, project, row["id"], row["name"], demoting=True)

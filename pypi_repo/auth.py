@@ -28,9 +28,9 @@ from typing import Callable, Iterable
 
 from packaging.utils import NormalizedName
 
+from .auth_schema import AuditEntry, Principal, TokenInfo, UserInfo, clean_text, migrations_for, name_equals
+from .backends import BackendUnavailable, SqlDatabase, open_database
 from .config import Settings
-from .db import Database
-from .auth_schema import MIGRATIONS, AuditEntry, Principal, TokenInfo, UserInfo
 from .distfiles import canonical_project_name
 from .errors import AuthenticationFailed, NotFound, PermissionDenied, PypiRepoError
 from .passwords import PasswordChecker, check_password_quality
@@ -54,6 +54,7 @@ TOKEN_USERNAME = "__token__"
 TOKEN_PREFIX = "prt-"
 SCOPES = ("upload", "read")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TOKEN_ID = re.compile(r"^[0-9a-f]{12}$")
 
 FailureHook = Callable[[str], None]
 
@@ -68,31 +69,37 @@ def validate_username(name: str) -> str:
 
 
 class AuthService:
-    """Authentication and authorization over the shared :class:`Database`."""
+    """Authentication and authorization over the shared :class:`SqlDatabase` (SQLite or
+    PostgreSQL, issue 14: the same SQL on both, ``?`` placeholders)."""
 
-    def __init__(self, settings: Settings, db: Database | None = None, *,
+    def __init__(self, settings: Settings, db: SqlDatabase | None = None, *,
                  on_failure: FailureHook | None = None) -> None:
-        """``on_failure(reason)`` is called once per refused authentication (metrics observe
-        it; the web app passes the hook in at start-up)."""
+        """``db``: the database the app or CLI opened once (without one, ``database_url`` is
+        opened here: scripts and tests). ``on_failure(reason)`` is called once per refused
+        authentication (metrics observe it; the web app passes the hook in at start-up)."""
         self.settings = settings
-        self.db = db or Database.for_settings(settings)
+        self.db = db if db is not None else open_database(settings.database_url, settings.data_dir)
         self.limiter = LoginLimiter(self.db)
         self.sessions = WebSessions(self.db)
         self._on_failure = on_failure
         self.passwords = PasswordChecker(settings)
 
     # ------------------------------------------------------------ plumbing
-    def _db(self) -> Database:
-        self.db.migrate("auth", MIGRATIONS)
+    def _db(self) -> SqlDatabase:
+        self.db.migrate("auth", migrations_for(self.db.dialect))
         return self.db
+
+    def _name_is(self, column: str = "name") -> str:
+        return name_equals(self.db.dialect, column)
 
     def audit(self, actor: str, action: str, target: str = "", client_addr: str = "",
               outcome: str = "ok", detail: str = "") -> None:
         """Append to the audit log (and the application log, for ``tail -f`` operators)."""
-        self._db().connection().execute(
+        self._db().execute(
             "INSERT INTO audit_log (at, actor, action, target, client_addr, outcome, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), actor, action, target, client_addr, outcome, detail[:500]),
+            (time.time(), clean_text(actor), action, clean_text(target), clean_text(client_addr), outcome,
+             clean_text(detail[:500])),
         )
         level = logging.INFO if outcome == "ok" else logging.WARNING
         log.log(level, "audit: %s %s %s from %s: %s %s", actor, action, target, client_addr or "-",
@@ -109,7 +116,7 @@ class AuthService:
         return bool(self._db().query("SELECT 1 FROM users LIMIT 1"))
 
     def _user_row(self, name: str):
-        rows = self._db().query("SELECT * FROM users WHERE name = ?", (name,))
+        rows = self._db().query(f"SELECT * FROM users WHERE {self._name_is()}", (clean_text(name),))
         if not rows:
             raise NotFound(f"no user named {name!r}")
         return rows[0]
@@ -120,7 +127,7 @@ class AuthService:
         check_password_quality(password)
         password_hash = self.passwords.hash(password)
         with self._db().transaction() as conn:
-            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            if conn.execute(f"SELECT 1 FROM users WHERE {self._name_is()}", (name,)).fetchone():
                 raise PypiRepoError(f"user {name!r} already exists")
             conn.execute(
                 "INSERT INTO users (name, password_hash, all_projects, created_at, uuid) VALUES (?, ?, ?, ?, ?)",
@@ -133,7 +140,7 @@ class AuthService:
         user = self._user_row(name)
         with self._db().transaction() as conn:
             self.sessions.end_for_user(conn, user["id"])
-            conn.execute("DELETE FROM users WHERE name = ?", (name,))
+            conn.execute("DELETE FROM users WHERE id = ?", (user["id"],))
         self.passwords.forget_all()
         self.audit(actor, "user.remove", name, client_addr)
 
@@ -151,13 +158,13 @@ class AuthService:
 
     def set_all_projects(self, name: str, value: bool, *, actor: str = "cli",
                          client_addr: str = "local") -> None:
-        self._user_row(name)
+        user = self._user_row(name)
         with self._db().transaction() as conn:
-            conn.execute("UPDATE users SET all_projects = ? WHERE name = ?", (int(value), name))
+            conn.execute("UPDATE users SET all_projects = ? WHERE id = ?", (int(value), user["id"]))
         self.audit(actor, "user.all_projects", name, client_addr, detail=str(value).lower())
 
     def list_users(self) -> list[UserInfo]:
-        users = self._db().query("SELECT id, name, all_projects, created_at FROM users ORDER BY name")
+        users = self._db().query("SELECT id, name, all_projects, created_at FROM users ORDER BY lower(name), name")
         roles = self._db().query("SELECT user_id, project, role FROM project_roles ORDER BY project")
         by_user: dict[int, list[tuple[str, str]]] = {}
         for row in roles:
@@ -216,7 +223,7 @@ class AuthService:
                 "INSERT INTO tokens (id, user_id, secret_sha256, scope, projects, description, "
                 "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (token_id, user["id"], _sha256(secret), scope, ",".join(project_list),
-                 description, time.time(), expires_at),
+                 clean_text(description), time.time(), expires_at),
             )
         self.audit(actor, "token.create", token_id, client_addr,
                    detail=f"user {name}, scope {scope}, projects {','.join(project_list) or 'all'}")
@@ -235,7 +242,7 @@ class AuthService:
         sql = ("SELECT t.*, u.name AS username FROM tokens t JOIN users u ON u.id = t.user_id")
         params: tuple = ()
         if name:
-            sql += " WHERE u.name = ?"
+            sql += f" WHERE {self._name_is('u.name')}"
             params = (name,)
         rows = self._db().query(sql + " ORDER BY t.created_at", params)
         return [TokenInfo(r["id"], r["username"], r["scope"], tuple(filter(None, r["projects"].split(","))),
@@ -272,7 +279,8 @@ class AuthService:
                 LimitKey(account_key(username), self.settings.auth_account_rate_limit)]
 
     def _authenticate_password(self, username: str, password: str, client_addr: str) -> Principal:
-        rows = self._db().query("SELECT * FROM users WHERE name = ?", (username,))
+        rows = self._db().query(f"SELECT * FROM users WHERE {self._name_is()}", (username,)) \
+            if "\x00" not in username else []
         user = rows[0] if rows else None
         key = b""
         if user is not None:
@@ -294,14 +302,16 @@ class AuthService:
         self.limiter.release(attempt)
         self.passwords.remember(key)
         if self.passwords.needs_rehash(user["password_hash"]):
-            self._db().connection().execute("UPDATE users SET password_hash = ? WHERE id = ?",
-                                            (self.passwords.hash(password), user["id"]))
+            self._write_softly("UPDATE users SET password_hash = ? WHERE id = ?",
+                               (self.passwords.hash(password), user["id"]), "rehash the password of", user["name"])
         return Principal(user["name"], user["id"], bool(user["all_projects"]))
 
     def _authenticate_token(self, username: str, token: str) -> Principal:
         if not token.startswith(TOKEN_PREFIX):
             raise AuthenticationFailed("not a valid token")
         token_id, _, secret = token.removeprefix(TOKEN_PREFIX).partition("-")
+        if not _TOKEN_ID.match(token_id):
+            raise AuthenticationFailed("not a valid token")
         rows = self._db().query(
             "SELECT t.*, u.name AS username, u.all_projects FROM tokens t "
             "JOIN users u ON u.id = t.user_id WHERE t.id = ?", (token_id,))
@@ -314,10 +324,20 @@ class AuthService:
         if row["expires_at"] is not None and row["expires_at"] <= now:
             raise AuthenticationFailed(f"token {token_id} has expired")
         if row["last_used_at"] is None or now - row["last_used_at"] > 60:
-            self._db().connection().execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, token_id))
+            self._write_softly("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, token_id),
+                               "record the use of token", token_id)
         projects = frozenset(filter(None, row["projects"].split(","))) or None
         return Principal(row["username"], row["user_id"], bool(row["all_projects"]),
                          scope=row["scope"], token_id=token_id, token_projects=projects)
+
+    def _write_softly(self, sql: str, params: tuple, what: str, target: str) -> None:
+        """A bookkeeping write that must not fail the request it rides on: with a full data
+        disk or a database that just went away, log it and go on (the credentials were
+        already checked; the next use tries again)."""
+        try:
+            self.db.execute(sql, params)
+        except (self.db.Error, BackendUnavailable, OSError) as exc:
+            log.warning("could not %s %s (continuing): %s", what, target, exc)
 
     # ------------------------------------------------------------ browser sessions
     def start_session(self, principal: Principal) -> str:
@@ -392,8 +412,9 @@ class AuthService:
             rows += [audit] if audit else []
             ids = [conn.execute(
                 "INSERT INTO audit_log (at, actor, action, target, client_addr, outcome, detail) "
-                "VALUES (?, ?, ?, ?, ?, 'ok', ?)",
-                (time.time(), principal.display, action, target, client_addr, detail[:500])).lastrowid
+                "VALUES (?, ?, ?, ?, ?, 'ok', ?) RETURNING id",
+                (time.time(), principal.display, action, target, clean_text(client_addr),
+                 clean_text(detail[:500]))).fetchone()[0]
                 for action, target, detail in rows]
         for action, target, detail in rows:
             log.info("audit: %s %s %s from %s: ok %s", principal.display, action, target, client_addr or "-", detail)

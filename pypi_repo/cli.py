@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 from .accounts import files_matching
 from .auth import SCOPES, AuthService, Principal
+from .backends import SqlDatabase, open_database
 from .config import Settings, load_settings
 from .distfiles import canonical_project_name, parse_distribution_filename
 from .errors import ConfigError, InvalidFilename, NotFound, PypiRepoError
@@ -61,8 +62,13 @@ class CliContext:
         return ProjectIndex(self.store, self.settings.data_dir, 1 << 20)
 
     @cached_property
+    def db(self) -> SqlDatabase:
+        """The shared database (``database_url``), opened once per command."""
+        return open_database(self.settings.database_url, self.settings.data_dir)
+
+    @cached_property
     def auth(self) -> AuthService:
-        return AuthService(self.settings)
+        return AuthService(self.settings, self.db)
 
     @cached_property
     def actor(self) -> str:
@@ -439,6 +445,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
     )
     parser.add_argument("--packages-dir", help="the package tree (default ./packages)")
     parser.add_argument("--data-dir", help="derived state and the user database (default ./data)")
+    parser.add_argument("--database-url", help="the shared database: empty = SQLite in the data dir, "
+                                               "or postgresql://... (PYPI_REPO_DATABASE_URL)")
     parser.add_argument("--logs-dir", help="log files (default ./logs)")
     parser.add_argument("--config", help="TOML config file (the server's)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -485,7 +493,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
     return parser, registry
 
 
-_TOP_OPTIONS = {"--packages-dir", "--data-dir", "--logs-dir", "--config"}
+_TOP_OPTIONS = {"--packages-dir", "--data-dir", "--database-url", "--logs-dir", "--config"}
 _VALUE_OPTIONS = {*_TOP_OPTIONS, "--owner", "--from"}
 
 
@@ -522,10 +530,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_legacy_form(argv, registry.names))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its reconnect attempts: one error line is ours
     flags = {"packages_dir": args.packages_dir, "data_dir": args.data_dir,
-             "logs_dir": args.logs_dir, "config": args.config}
+             "logs_dir": args.logs_dir, "config": args.config, "database_url": args.database_url}
+    ctx = None
     try:
         ctx = CliContext(load_settings(flags))
+        ctx.db  # a wrong database_url stops every command here, with one line
         return args.handler(args, ctx)
     except ConfigError as exc:
         print(f"manage_repo.py: {exc}", file=sys.stderr)
@@ -533,3 +544,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PypiRepoError as exc:
         print(f"manage_repo.py: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if ctx is not None and "db" in ctx.__dict__:
+            ctx.db.close()

@@ -33,6 +33,8 @@ class Settings:
     data_dir: Path = Path("data")
     logs_dir: Path = Path("logs")
     config: Path | None = None
+    # --- shared state (issue 14, docs/backends.md) ---
+    database_url: str = ""  # empty: SQLite under data_dir; postgresql://... (any libpq URL): shared by every node
     # --- gunicorn (gunicorn.conf.py reads these) ---
     workers: int = 0  # 0: the CPU count, at least 2
     threads: int = 4

@@ -1,11 +1,12 @@
-"""Download counting: per file, per day (UTC) and per client kind, kept in SQLite.
+"""Download counting: per file, per day (UTC) and per client kind, kept in the shared database
+(SQLite under ``data_dir``, or PostgreSQL with ``database_url``: the counts of every node add up).
 
 Counting must never slow a download (issue 6): the request only bumps a counter in a
-per-process buffer; a background thread writes the buffer to SQLite in one transaction
-every ``downloads_flush_seconds`` (or sooner once ``FLUSH_EVENTS`` are pending). Every
-Gunicorn worker has its own buffer, thread and connection (opened lazily after the
-fork by :class:`pypi_repo.db.Database`); SQLite in WAL mode with a busy timeout
-serialises their short write transactions.
+per-process buffer; a background thread writes the buffer in one transaction (an upsert
+that adds, so concurrent writers never lose a count) every ``downloads_flush_seconds`` (or
+sooner once ``FLUSH_EVENTS`` are pending). Every Gunicorn worker has its own buffer, thread
+and connection (opened lazily after the fork by the :class:`SqlDatabase`); a flush that
+fails (database down, disk full) keeps its counts for the next one.
 The buffer is flushed on graceful shutdown (``atexit`` and Gunicorn's ``worker_exit``
 hook), so a restart loses nothing and a crash loses at most one flush interval.
 """
@@ -14,15 +15,16 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .backends import BackendUnavailable, SqlDatabase, open_database
+from .backends.sqlite import SqliteDatabase
 from .config import Settings
-from .db import Database
 
 __all__ = [
     "CLIENT_KINDS",
@@ -52,10 +54,21 @@ CREATE TABLE download_counts (
 ) WITHOUT ROWID;
 CREATE INDEX download_counts_by_project ON download_counts (project, day);
 """,)
+POSTGRES_MIGRATIONS = ("""
+CREATE TABLE download_counts (
+    day      TEXT NOT NULL,
+    project  TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    client   TEXT NOT NULL,
+    count    BIGINT NOT NULL,
+    PRIMARY KEY (day, project, filename, client)
+);
+CREATE INDEX download_counts_by_project ON download_counts (project, day);
+""",)
 
 _UPSERT = (
     "INSERT INTO download_counts (day, project, filename, client, count) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (day, project, filename, client) DO UPDATE SET count = count + excluded.count"
+    "ON CONFLICT (day, project, filename, client) DO UPDATE SET count = download_counts.count + excluded.count"
 )
 
 # First product token of the User-Agent -> client kind. Like linehaul (the parser behind
@@ -81,10 +94,16 @@ def classify_user_agent(user_agent: str | None) -> str:
     return _PRODUCTS.get(product, "other")
 
 
-def database(database_path: Path) -> Database:
-    """The shared database with the download tables in place (migrated once per process)."""
-    db = Database(database_path)
-    db.migrate("downloads", MIGRATIONS)
+def database(where: Path | Settings | SqlDatabase) -> SqlDatabase:
+    """The shared database with the download tables in place (migrated once per process):
+    the app's or CLI's (a ``SqlDatabase``), ``database_url`` of a ``Settings``, or a SQLite file."""
+    if isinstance(where, Settings):
+        db: SqlDatabase = open_database(where.database_url, where.data_dir)
+    elif isinstance(where, (str, Path)):
+        db = SqliteDatabase(Path(where))
+    else:
+        db = where
+    db.migrate("downloads", POSTGRES_MIGRATIONS if db.dialect == "postgresql" else MIGRATIONS)
     return db
 
 
@@ -109,9 +128,9 @@ class UtcDay:
 
 
 class DownloadRecorder:
-    """Buffers download events in memory and writes them to SQLite in batches."""
+    """Buffers download events in memory and writes them to the database in batches."""
 
-    def __init__(self, db: Database, flush_seconds: float = 1.0, clock: Callable[[], str] | None = None) -> None:
+    def __init__(self, db: SqlDatabase, flush_seconds: float = 1.0, clock: Callable[[], str] | None = None) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
         self._clock = clock or UtcDay()
@@ -148,8 +167,8 @@ class DownloadRecorder:
         try:
             with self._write_lock, self.db.transaction() as conn:
                 conn.executemany(_UPSERT, rows)
-        except sqlite3.Error:
-            log.exception("could not write %d download counts; keeping them for the next flush", len(rows))
+        except (self.db.Error, BackendUnavailable, OSError) as exc:
+            log.error("could not write %d download counts; keeping them for the next flush: %s", len(rows), exc)
             with self._lock:
                 self._pending.update(batch)
             return 0
@@ -186,10 +205,11 @@ class DownloadRecorder:
 DownloadObserver = Callable[[str, str], None]  # (project, client kind)
 
 
-def init(svc: Any, observers: Iterable[DownloadObserver] = ()) -> None:
+def init(svc: Any, db: SqlDatabase | None = None, observers: Iterable[DownloadObserver] = ()) -> None:
     """Register the download hook and the ``/stats`` provider on the app's services.
 
-    ``svc`` is :class:`pypi_repo.web.app.Services`; ``web/files.py`` calls
+    ``svc`` is :class:`pypi_repo.web.app.Services`, ``db`` the database the app opened (default
+    ``svc.db``); ``web/files.py`` calls
     ``svc.extras["on_download"](project, filename, request)`` after every successful GET.
     ``observers`` (the metrics counter, passed in by the app) see every counted download.
     """
@@ -197,9 +217,9 @@ def init(svc: Any, observers: Iterable[DownloadObserver] = ()) -> None:
     recorder = None
     observers = tuple(observers)
     if settings.count_downloads:
-        recorder = DownloadRecorder(database(settings.database_path), settings.downloads_flush_seconds)
+        recorder = DownloadRecorder(database(db if db is not None else svc.db), settings.downloads_flush_seconds)
         svc.extras["downloads"] = recorder
-        svc.extras.setdefault("stats_providers", {})["downloads"] = lambda: download_summary(svc)
+        svc.extras.setdefault("stats_providers", {})["downloads"] = lambda: _summary_or_reason(svc)
     if recorder is None and not observers:
         return
 
@@ -215,38 +235,43 @@ def init(svc: Any, observers: Iterable[DownloadObserver] = ()) -> None:
     svc.extras["on_download"] = on_download
 
 
-# ---------------------------------------------------------------------------- queries
-def _database_of(svc_or_settings: Any) -> Database | None:
-    """The app's database (a Services with a recorder) or a new one (a Settings); None if
-    nothing was ever counted."""
-    recorder = getattr(svc_or_settings, "extras", {}).get("downloads")
-    if recorder is not None:
-        return recorder.db
-    settings = svc_or_settings if isinstance(svc_or_settings, Settings) else svc_or_settings.settings
-    if not settings.database_path.exists():
-        return None
-    return Database(settings.database_path)  # read only: no migration (a write) per call
-
-
-def _query(svc_or_settings: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-    db = _database_of(svc_or_settings)
-    if db is None:
-        return []
+def _summary_or_reason(svc: Any) -> dict[str, Any]:
+    """``/stats`` answers while the database is down: the counts say why they are missing."""
     try:
-        return [tuple(row) for row in db.query(sql, tuple(params))]
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []  # nothing counted yet
-        raise
+        return download_summary(svc)
+    except BackendUnavailable as exc:
+        log.warning("/stats without download counts: %s", exc)
+        return {"error": "the database is unavailable"}
 
 
-def download_counts(svc_or_settings: Any, project: str, days: int = 30) -> dict[str, Any]:
+# ---------------------------------------------------------------------------- queries
+def _query(source: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+    """Rows from the app's database (``source`` a Services, or a ``SqlDatabase``), or from
+    ``database_url`` of a Settings (opened for this query only; an absent SQLite file: no rows)."""
+    if isinstance(source, Settings):
+        if not source.database_url and not source.database_path.exists():
+            return []  # nothing was ever counted (and a read creates no file)
+        db = database(source)
+        try:
+            return _plain(db.query(sql, tuple(params)))
+        finally:
+            db.close()
+    db = database(source if hasattr(source, "dialect") else source.db)
+    return _plain(db.query(sql, tuple(params)))
+
+
+def _plain(rows: Iterable[Any]) -> list[tuple]:
+    """Rows as tuples of plain values (PostgreSQL's ``SUM(bigint)`` is a ``Decimal``)."""
+    return [tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
+
+
+def download_counts(source: Any, project: str, days: int = 30) -> dict[str, Any]:
     """Counts for one project (for its UI page): total, last ``days`` days, per file, per client.
 
     ``project`` must be the normalized name. Counts lag by at most one flush interval.
     """
     since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - days * 86400))
-    rows = _query(svc_or_settings,
+    rows = _query(source,
                   "SELECT day, filename, client, count FROM download_counts WHERE project = ?", (project,))
     by_file: Counter[str] = Counter()
     by_client: Counter[str] = Counter()
@@ -264,20 +289,20 @@ def download_counts(svc_or_settings: Any, project: str, days: int = 30) -> dict[
     }
 
 
-def top_projects(svc_or_settings: Any, top: int) -> list[tuple[str, int]]:
+def top_projects(source: Any, top: int) -> list[tuple[str, int]]:
     """The ``top`` most downloaded projects, all time: ``[(project, downloads)]``."""
-    return [(p, n) for p, n in _query(svc_or_settings, "SELECT project, SUM(count) FROM download_counts "
+    return [(p, n) for p, n in _query(source, "SELECT project, SUM(count) FROM download_counts "
                                                       "GROUP BY project ORDER BY 2 DESC, 1 LIMIT ?", (top,))]
 
 
-def download_summary(svc_or_settings: Any, top: int = 10) -> dict[str, Any]:
+def download_summary(source: Any, top: int = 10) -> dict[str, Any]:
     """Totals for ``/stats``: all time, today, by client, and the most downloaded projects."""
-    totals = _query(svc_or_settings,
+    totals = _query(source,
                     "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(CASE WHEN day = ? THEN count END), 0) "
                     "FROM download_counts", (_today(),))
-    clients = _query(svc_or_settings,
+    clients = _query(source,
                      "SELECT client, SUM(count) FROM download_counts GROUP BY client ORDER BY 2 DESC")
-    projects = _query(svc_or_settings, "SELECT project, SUM(count) FROM download_counts GROUP BY project "
+    projects = _query(source, "SELECT project, SUM(count) FROM download_counts GROUP BY project "
                                        "ORDER BY 2 DESC, 1 LIMIT ?", (top,))
     total, today_count = totals[0] if totals else (0, 0)
     return {

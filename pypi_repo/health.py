@@ -4,7 +4,7 @@ Liveness and readiness are separate (issue 9). Liveness (``/health/live``) holds
 restart can fix: this worker answers, and its Gunicorn master still runs its loop. The
 monitor and the systemd watchdog act on it alone. Readiness (``/health``) adds what serving
 needs from the outside world (packages readable, data writable, disk above
-``min_free_disk_mb``, the index loadable): when one fails the answer is 503 with status
+``min_free_disk_mb``, the index loadable, the shared database answering, issue 14): when one fails the answer is 503 with status
 ``degraded`` and an ``alerts`` list, for load balancers and people, but no restart follows.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from . import __version__
+from .backends import BackendUnavailable, SqlDatabase
 from .config import Settings
 from .liveness import master_check
 from .storage import PackageStore
@@ -30,9 +31,11 @@ __all__ = ["HealthChecker", "TreeSummaryCache", "repository_stats", "tree_summar
 class HealthChecker:
     """Checks that really exercise what serving needs; cheap enough to poll every minute."""
 
-    def __init__(self, settings: Settings, store: PackageStore, started_at: float | None = None) -> None:
+    def __init__(self, settings: Settings, store: PackageStore, started_at: float | None = None,
+                 db: SqlDatabase | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.db = db
         self.started_at = started_at or time.time()
 
     def uptime_s(self) -> float:
@@ -53,6 +56,8 @@ class HealthChecker:
             "disk": self._disk_free(),
             "index": self._index_loadable(),
         }
+        if self.db is not None:
+            ready_checks["database"] = self._database_answers()
         ready = all(c["ok"] for c in ready_checks.values())
         status = "ok" if alive and ready else "degraded" if alive else "unhealthy"
         alerts = [f"{name}: {c.get('error', 'failed')}" for name, c in
@@ -109,6 +114,18 @@ class HealthChecker:
             "total_mb": usage.total // (1024 * 1024),
             "min_free_mb": self.settings.min_free_disk_mb,
         }
+
+    def _database_answers(self) -> dict[str, Any]:
+        """The shared database answers a query (a down PostgreSQL: not ready, no restart)."""
+        assert self.db is not None
+        engine = self.db.dialect  # the URL (a path, or a host) only in the error, masked
+        try:
+            self.db.check()
+        except BackendUnavailable as exc:
+            return {"ok": False, "engine": engine, "error": str(exc)}
+        except Exception as exc:  # the check must report, never raise
+            return {"ok": False, "engine": engine, "error": f"database {self.db.url}: {type(exc).__name__}: {exc}"}
+        return {"ok": True, "engine": engine}
 
     def _index_loadable(self) -> dict[str, Any]:
         try:

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from .backends import SqlDatabase
 from .config import Settings
 from .downloads import CLIENT_KINDS, database
 from .storage import PackageStore
@@ -31,22 +32,15 @@ DEFAULT_DAYS = 30
 
 
 # ---------------------------------------------------------------------------- facts
-def _download_rows(settings: Settings, since: date) -> list[tuple[str, str, str, str, int]]:
-    db = database(settings.database_path)
-    try:
-        rows = db.query("SELECT day, project, filename, client, count FROM download_counts "
-                        "WHERE day >= ? ORDER BY day, project, filename, client", (since.isoformat(),))
-        return [tuple(r) for r in rows]
-    finally:
-        db.close()
+def _download_rows(db: SqlDatabase, since: date) -> list[tuple[str, str, str, str, int]]:
+    rows = database(db).query("SELECT day, project, filename, client, count FROM download_counts "
+                              "WHERE day >= ? ORDER BY day, project, filename, client", (since.isoformat(),))
+    return [tuple(r) for r in rows]
 
 
-def _all_time_by_project(settings: Settings) -> dict[str, int]:
-    db = database(settings.database_path)
-    try:
-        return {p: n for p, n in db.query("SELECT project, SUM(count) FROM download_counts GROUP BY project")}
-    finally:
-        db.close()
+def _all_time_by_project(db: SqlDatabase) -> dict[str, int]:
+    return {p: int(n) for p, n in database(db).query(
+        "SELECT project, SUM(count) FROM download_counts GROUP BY project")}
 
 
 def _days(since: date, until: date) -> list[str]:
@@ -92,11 +86,14 @@ def _storage(store: PackageStore, since: date, until: date) -> tuple[dict[str, A
 
 
 def build_report(settings: Settings, since: date | None = None, until: date | None = None,
-                 top: int = 20) -> dict[str, Any]:
-    """Everything the report shows, as plain data (the ``json`` format prints exactly this)."""
+                 top: int = 20, db: SqlDatabase | None = None) -> dict[str, Any]:
+    """Everything the report shows, as plain data (the ``json`` format prints exactly this);
+    ``db``: the shared database the CLI opened (default: ``database_url`` of ``settings``)."""
+    if db is None:
+        db = database(settings)
     until = until or datetime.now(timezone.utc).date()
     since = since or until - timedelta(days=DEFAULT_DAYS - 1)
-    rows = [r for r in _download_rows(settings, since) if r[0] <= until.isoformat()]
+    rows = [r for r in _download_rows(db, since) if r[0] <= until.isoformat()]
     per_day: Counter[str] = Counter()
     per_project: Counter[str] = Counter()
     per_file: Counter[tuple[str, str]] = Counter()
@@ -106,7 +103,7 @@ def build_report(settings: Settings, since: date | None = None, until: date | No
         per_project[project] += count
         per_file[(project, filename)] += count
         clients[client] += count
-    all_time = _all_time_by_project(settings)
+    all_time = _all_time_by_project(db)
     storage, yanked, projects = _storage(PackageStore(settings.packages_dir), since, until)
     return {
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -225,7 +222,7 @@ def run_report(args: argparse.Namespace, ctx: Any) -> int:
     if args.since and args.until and args.since > args.until:
         print("manage_repo.py report: --since is after --until", file=sys.stderr)
         return 2
-    text = render_report(build_report(ctx.settings, args.since, args.until, args.top), args.format)
+    text = render_report(build_report(ctx.settings, args.since, args.until, args.top, db=ctx.db), args.format)
     if args.output:
         tmp = args.output.with_name(f".{args.output.name}.tmp")
         tmp.write_text(text, encoding="utf-8")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import ENV_PREFIX, load_settings
 from .errors import ConfigError
+from .backends import open_database
 
 __all__ = ["main", "build_parser"]
 
@@ -28,10 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="derived state, users, counts (default ./data)")
     parser.add_argument("--logs-dir", help="log files (default ./logs)")
     parser.add_argument("--config", help="TOML config file")
+    parser.add_argument("--database-url", help="users, tokens, audit, counts: empty = SQLite in the data dir, "
+                                               "or postgresql://... (shared by every node)")
     parser.add_argument("--workers", type=int, help="Gunicorn workers (default: from CPU count)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--dev", action="store_true", help="Flask's development server instead of Gunicorn")
     return parser
+
+
+def check_database_url(settings) -> None:
+    """Refuse a ``database_url`` that cannot work before Gunicorn starts (one line, exit 2)."""
+    open_database(settings.database_url, settings.data_dir).close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = {k: v for k, v in vars(args).items() if k != "dev" and v is not None}
     try:
         settings = load_settings(flags)
+        check_database_url(settings)
     except ConfigError as exc:
         print(f"app.py: {exc}", file=sys.stderr)
         return 2

@@ -6,17 +6,18 @@ token the login used, if any. A session is valid while its row exists, has not e
 and still joins a user with the same uuid (and the same, unexpired token). So a session
 ends on logout (the row is deleted), on password change and on user removal (all rows of
 the user are deleted, and a new user who gets the same numeric id has another uuid), and
-on token revocation (the rows made with the token are deleted). Flask-free.
+on token revocation (the rows made with the token are deleted). Flask-free; the same SQL
+on SQLite and PostgreSQL (issue 14).
 """
 from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 
-from .db import Database
+from .backends import SqlDatabase
+from .backends.database import Transaction
 
 __all__ = ["SessionRow", "WebSessions"]
 
@@ -40,7 +41,7 @@ def _digest(session_id: str) -> str:
 class WebSessions:
     """Create, resolve and end sessions in the ``web_sessions`` table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self.db = db
 
     def start(self, user_id: int, token_id: str | None, lifetime_s: float) -> str:
@@ -87,10 +88,10 @@ class WebSessions:
             conn.execute("DELETE FROM web_sessions WHERE id_sha256 = ?", (_digest(session_id),))
 
     @staticmethod
-    def end_for_user(conn: sqlite3.Connection, user_id: int) -> None:
+    def end_for_user(conn: Transaction, user_id: int) -> None:
         """Inside the caller's transaction: every session of the user ends."""
         conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
 
     @staticmethod
-    def end_for_token(conn: sqlite3.Connection, token_id: str) -> None:
+    def end_for_token(conn: Transaction, token_id: str) -> None:
         conn.execute("DELETE FROM web_sessions WHERE token_id = ?", (token_id,))

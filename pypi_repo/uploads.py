@@ -28,7 +28,6 @@ import gzip
 import hashlib
 import hmac
 import logging
-import sqlite3
 import tarfile
 import zipfile
 import zlib
@@ -42,6 +41,7 @@ from packaging.version import InvalidVersion, Version
 from .auth import AuthService, Principal
 from .config import Settings
 from .distfiles import DistFile, check_upload_filename
+from .backends import BackendUnavailable
 from .errors import DigestMismatch, InvalidDistribution, InvalidFilename, StorageFull
 from .metadata import read_core_metadata, validate_metadata_strictly
 from .index import ProjectIndex
@@ -186,7 +186,7 @@ def _audit_softly(svc: UploadServices, principal: Principal, target: str, client
     retry): with a full data disk it is logged instead."""
     try:
         svc.auth.audit(principal.display, "upload", target, client_addr, outcome=outcome, detail=detail)
-    except (sqlite3.Error, OSError) as exc:
+    except (svc.auth.db.Error, BackendUnavailable, OSError) as exc:
         log.warning("could not write the audit record of %s (%s %s): %s", target, outcome, detail, exc)
 
 
@@ -207,16 +207,14 @@ def _publish_guard(svc: UploadServices, principal: Principal, dist: DistFile, ex
         try:
             undo = svc.auth.claim_project(principal, dist.name, exists=exists, client_addr=client_addr,
                                           audit=("upload", dist.filename, detail))
-        except sqlite3.OperationalError as exc:
-            if "full" in str(exc):
-                raise StorageFull("not enough disk space for the upload's audit record") from None
-            raise
+        except StorageFull:  # the database's disk (DatabaseFull); unreachable: BackendUnavailable, a 503
+            raise StorageFull("not enough disk space for the upload's audit record") from None
         try:
             yield
         except BaseException:
             try:
                 undo()
-            except (sqlite3.Error, OSError):
+            except (svc.auth.db.Error, BackendUnavailable, OSError):
                 log.exception("could not undo the audit record of %s", dist.filename)
             raise
 

@@ -48,6 +48,11 @@ class SqlDatabase(Protocol):
     #: The engine's unique/foreign-key violation class (DB-API's ``connection.IntegrityError``):
     #: ``except db.IntegrityError`` works on both.
     IntegrityError: type[Exception]
+    #: The engine's base error class (``sqlite3.Error`` / ``psycopg.Error``), for the few
+    #: writes that must fail soft (an audit record, ``last_used_at``). A full disk raises
+    #: ``DatabaseFull`` (a ``StorageFull``: 507) and an unreachable or timed-out database
+    #: ``BackendUnavailable`` (503) on both engines, whatever the engine's own class.
+    Error: type[Exception]
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Commit on success, roll back on any exception. SQLite takes the write lock up

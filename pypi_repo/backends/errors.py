@@ -1,9 +1,9 @@
 """Errors of the shared backends (issue 14). The rest reuses :mod:`pypi_repo.errors`."""
 from __future__ import annotations
 
-from ..errors import ConfigError, PypiRepoError
+from ..errors import ConfigError, PypiRepoError, StorageFull
 
-__all__ = ["BackendUnavailable", "BackendConfigError"]
+__all__ = ["BackendUnavailable", "BackendConfigError", "DatabaseFull"]
 
 
 class BackendUnavailable(PypiRepoError):
@@ -16,3 +16,8 @@ class BackendUnavailable(PypiRepoError):
 
 class BackendConfigError(ConfigError):
     """A ``storage_url`` / ``database_url`` that cannot work; refused at start, one line."""
+
+
+class DatabaseFull(StorageFull):
+    """The database's disk has no room for the write (SQLite ``SQLITE_FULL``, PostgreSQL
+    SQLSTATE 53100): a 507 like a full package disk, nothing half-written."""

@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .database import Row, qmark_to_pyformat
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, DatabaseFull
 
 __all__ = ["PostgresDatabase", "display_url"]
 
@@ -37,6 +37,10 @@ def display_url(params: dict) -> str:
     if host.startswith("/"):
         return f"postgresql://{user}/{params.get('dbname', '')}?host={host}{port.replace(':', '&port=')}"
     return f"postgresql://{user}{host}{port}/{params.get('dbname', '')}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _row_factory(cursor: psycopg.Cursor):
@@ -63,6 +67,7 @@ class _Tx:
 class PostgresDatabase:
     dialect = "postgresql"
     IntegrityError = psycopg.IntegrityError
+    Error = psycopg.Error
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout_s: float = 3.0,
                  statement_timeout_s: float = 15.0, acquire_timeout_s: float = 5.0) -> None:
@@ -118,6 +123,8 @@ class PostgresDatabase:
         try:
             with self._get_pool().connection() as conn:
                 yield conn
+        except psycopg.errors.DiskFull as exc:
+            raise DatabaseFull(f"database {self.url}: the disk is full ({_first_line(exc)})") from None
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise self._unavailable(exc) from None
 

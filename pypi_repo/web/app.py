@@ -9,6 +9,7 @@ from flask import Flask, current_app
 
 from .. import metrics
 from ..auth import AuthService, Principal
+from ..backends import SqlDatabase, open_database
 from ..cache import FileBodyCache
 from ..config import Settings, load_settings
 from ..health import HealthChecker, TreeSummaryCache
@@ -24,6 +25,7 @@ class Services:
     """What the views use; one instance per process, kept in ``app.extensions``."""
 
     settings: Settings
+    db: SqlDatabase  # the shared database (SQLite under data_dir, or PostgreSQL: database_url)
     store: PackageStore
     index: ProjectIndex
     health: HealthChecker
@@ -54,12 +56,14 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024 + 1024 * 1024
     app.json.sort_keys = False
     store = PackageStore(settings.packages_dir)
+    db = open_database(settings.database_url, settings.data_dir)  # BackendConfigError: refused at start
     app.extensions["pypi_repo"] = Services(
         settings=settings,
+        db=db,
         store=store,
         index=ProjectIndex(store, settings.data_dir, settings.page_cache_mb * 1024 * 1024),
-        health=HealthChecker(settings, store),
-        auth=AuthService(settings, on_failure=metrics.record_auth_failure if settings.metrics else None),
+        health=HealthChecker(settings, store, db=db),
+        auth=AuthService(settings, db, on_failure=metrics.record_auth_failure if settings.metrics else None),
         tree_stats=TreeSummaryCache(store, settings.stats_cache_s),
         file_bodies=FileBodyCache(settings.file_cache_mb * 1024 * 1024) if settings.file_cache_mb > 0 else None,
     )
@@ -77,7 +81,7 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
 
     for blueprint in (ops.bp, files.bp, ui.bp, ui_account.bp, ui_manage.bp, upload.bp):
         app.register_blueprint(blueprint)
-    downloads.init(app.extensions["pypi_repo"],  # counting hook for web/files.py
+    downloads.init(app.extensions["pypi_repo"], db,  # counting hook for web/files.py
                    observers=[metrics.record_download] if settings.metrics else [])
     web_metrics.init_app(app)  # request ids, request metrics, /metrics
     compression.init_app(app)  # gzip/br for pages and the Simple API, never for files

@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .. import errors as e
+from ..backends import BackendUnavailable
 from ..simple_api import JSON_V1, NotAcceptable
 from . import security
 from .app import services
@@ -30,6 +31,7 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (e.PermissionDenied, 403),
     (e.RateLimited, 429),
     (e.StorageFull, 507),
+    (BackendUnavailable, 503),  # the shared database (or storage) is down: retryable, never a 500
     (NotAcceptable, 406),
 )
 
@@ -39,6 +41,15 @@ def status_for(exc: Exception) -> int:
         if isinstance(exc, kind):
             return status
     return 500
+
+
+def public_message(exc: Exception) -> str:
+    """What the client is told: the error's text, except for an unreachable backend, whose
+    reason (host, engine error) goes to the log and ``/health`` only."""
+    if isinstance(exc, BackendUnavailable):
+        part = "database" if str(exc).startswith("database") else "storage"
+        return f"The index's {part} is unavailable right now; try again shortly."
+    return str(exc)
 
 
 def wants_json() -> bool:
@@ -59,6 +70,8 @@ def error_response(status: int, message: str, title: str | None = None) -> Respo
     resp.status_code = status
     if status == 429:
         resp.headers["Retry-After"] = "60"  # the login limits' window (pypi_repo/ratelimit.py)
+    elif status == 503:
+        resp.headers["Retry-After"] = "5"
     return security.challenge(resp)  # only installers and uploaders get a Basic challenge
 
 
@@ -69,7 +82,7 @@ def register(app: Flask) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc)
-        return error_response(status, str(exc))
+        return error_response(status, public_message(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

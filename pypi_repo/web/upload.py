@@ -15,6 +15,7 @@ descriptions fit; the bytes are then streamed by :func:`~pypi_repo.uploads.accep
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 from typing import IO
 
@@ -29,8 +30,9 @@ from ..uploads import accept_upload
 from . import security
 from .access import client_addr, request_principal
 from .app import Services, services
-from .errors import status_for
+from .errors import public_message, status_for
 
+log = logging.getLogger(__name__)
 bp = Blueprint("upload", __name__)
 
 MIB = 1024 * 1024
@@ -124,9 +126,14 @@ def _csrf_valid() -> bool:
 
 @bp.errorhandler(PypiRepoError)
 def domain_error(exc: PypiRepoError) -> Response:
-    resp = upload_error(status_for(exc), str(exc))
+    status = status_for(exc)
+    if status >= 500:
+        log.error("upload refused with %d: %s", status, exc)
+    resp = upload_error(status, public_message(exc))
     if isinstance(exc, RateLimited):
         resp.headers["Retry-After"] = "60"
+    elif status == 503:
+        resp.headers["Retry-After"] = "5"
     return resp
 
 

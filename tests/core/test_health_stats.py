@@ -11,7 +11,7 @@ def test_health_ok(client):
     assert resp.status_code == 200
     doc = resp.get_json()
     assert doc["status"] == "ok"
-    assert set(doc["checks"]) == {"packages_dir", "data_dir", "disk", "index", "master"}
+    assert set(doc["checks"]) == {"packages_dir", "data_dir", "disk", "index", "database", "master"}
     assert doc["version"] and doc["uptime_s"] >= 0
     assert resp.headers["Cache-Control"] == "no-store"
 
