@@ -134,7 +134,9 @@ class Supervised:
         """Seconds until /health answered 200 (fails the test past ``timeout``)."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            if self.health() == 200:
+            # RUNNING too: supervisord calls a program STARTING for `startsecs` even when it
+            # already answers, and refuses `signal` (HUP) until then
+            if self.health() == 200 and "RUNNING" in self.ctl("status", "pypi_repo").stdout:
                 self.remember()
                 return time.monotonic() - start
             time.sleep(0.1)
