@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Start pypi_repo under supervisord (Gunicorn + the monitor), wait until /health answers,
+# Start pypi_repo under supervisord (Gunicorn + the monitor), wait until /health/live answers,
 # then print the URLs. Safe to run again: it reports what already runs. Leftovers of a killed
 # supervisord (an orphaned Gunicorn still holding the port, an orphaned monitor) are replaced.
 #   ./start.sh                      (settings: PYPI_REPO_* variables or PYPI_REPO_CONFIG=file.toml)
 #   ./start.sh restart              (graceful: HUP to Gunicorn if it answers, else kill + start)
 #   PYPI_REPO_BIN_DIR=DIR           (where to link `supervisorctl` when none is on PATH)
 #   PYTHON=python3.12 ./start.sh    (the interpreter that creates .venv the first time)
-#   PYPI_REPO_START_TIMEOUT=60      (seconds to wait for /health)
+#   PYPI_REPO_START_TIMEOUT=60      (seconds to wait for /health/live)
 set -euo pipefail
 cd "$(dirname "$0")"
 HERE="$(pwd)"
@@ -105,8 +105,11 @@ s.bind((sys.argv[1], int(sys.argv[2])))' "$HOST" "$PORT" 2>/dev/null; then
     STARTED_HERE=1
 fi
 
-# 4. Wait for /health.
-if ! "$PY" - "$HEALTH_URL" "$START_TIMEOUT" <<'EOF'
+# 4. Wait until the service is alive (/health/live), then report readiness (/health): a low
+# disk or an unwritable data dir makes it "degraded", which is reported but is no reason to
+# refuse or stop a service that serves every read (issue 9: liveness is not readiness).
+LIVE_URL="$HEALTH_URL/live"
+if ! "$PY" - "$LIVE_URL" "$START_TIMEOUT" <<'EOF'
 import sys, time
 from pypi_repo.probe import http_check
 url, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
@@ -126,6 +129,17 @@ then
         echo "start.sh: stopped the supervisord it had started" >&2
     fi
     exit 1
+fi
+NOT_READY="$("$PY" - "$HEALTH_URL" <<'EOF'
+import sys
+from pypi_repo.probe import http_check
+result = http_check(sys.argv[1], 5.0)
+print("" if result.ok else result.detail)
+EOF
+)"
+if [ -n "$NOT_READY" ]; then
+    echo "start.sh: warning: pypi_repo runs and serves reads, but is degraded: $NOT_READY" >&2
+    echo "start.sh: (no reason to restart it; see $HEALTH_URL and docs/operations.md, 'Liveness and readiness')" >&2
 fi
 
 # 5. How to use it: commands that work when pasted (pip refuses plain HTTP to a host other

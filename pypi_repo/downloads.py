@@ -141,6 +141,7 @@ class DownloadRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._failing = False  # the last flush failed: say so once, not once a second
 
     def record(self, project: str, filename: str, client: str) -> None:
         """Count one download; O(1), no I/O: the flusher thread does the writing."""
@@ -168,10 +169,20 @@ class DownloadRecorder:
             with self._write_lock, self.db.transaction() as conn:
                 conn.executemany(_UPSERT, rows)
         except (self.db.Error, BackendUnavailable, OSError) as exc:
-            log.error("could not write %d download counts; keeping them for the next flush: %s", len(rows), exc)
+            # A full data disk fails every flush (each second, in each worker): one error with
+            # the traceback, then quiet until a flush succeeds again (issue 9, full data disk).
+            if not self._failing:
+                log.exception("could not write %d download counts; keeping them until a flush succeeds",
+                              len(rows))
+            else:
+                log.debug("still cannot write %d download counts: %s", len(rows), exc)
+            self._failing = True
             with self._lock:
                 self._pending.update(batch)
             return 0
+        if self._failing:
+            log.warning("download counts written again (%d pending ones)", len(rows))
+            self._failing = False
         return sum(batch.values())
 
     def close(self) -> None:

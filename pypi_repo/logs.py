@@ -139,8 +139,14 @@ def _handler(settings: Settings, filename: str, level: str = "NOTSET") -> dict[s
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
-    """The logging setup for app and Gunicorn; creates the logs directory."""
+    """The logging setup for app and Gunicorn; creates the logs directory and an empty
+    ``error.log`` (issue 9: it exists from the start, however the service is run; the file
+    handlers themselves open their file only at the first record)."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        (settings.logs_dir / "error.log").touch(exist_ok=True)
+    except OSError:  # a full or read-only logs disk: the handler reports it at the first record
+        pass
     level = settings.log_level.upper()
     return {
         "version": 1,

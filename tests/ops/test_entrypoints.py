@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, start_server
 from opskit import checkout, make_checkout, service_env  # noqa: F401
 from pypi_repo import create_app
 
@@ -102,3 +102,15 @@ def test_private_health_shows_anonymous_callers_the_status_only(overrides):
     detailed = create_app({**overrides, "private": True, "health_details": True}).test_client()
     assert "checks" in detailed.get("/health").get_json()
     assert "checks" in create_app(overrides).test_client().get("/health").get_json()  # not private: all
+
+
+def test_error_log_exists_from_the_start_without_start_sh(repo_dirs):
+    """Issue 9: under systemd (or a bare Gunicorn) nobody runs start.sh's ``touch``: the empty
+    error.log must still be there once the service is up, before any warning was logged."""
+    error_log = repo_dirs["logs"] / "error.log"
+    assert not error_log.exists()
+    server = start_server(repo_dirs)
+    try:
+        assert error_log.exists()
+    finally:
+        server.stop()

@@ -79,6 +79,23 @@ def test_start_reports_health_never_came_up_with_the_last_log_lines_and_cleans_u
         int((checkout / "run" / "supervisord.pid").read_text()))
 
 
+def test_start_on_a_low_disk_starts_the_service_degraded_instead_of_stopping_it(checkout):
+    """Issue 9: below ``min_free_disk_mb`` the service serves every read; ``start.sh`` waits for
+    liveness, says "degraded" and leaves it running (it used to wait for /health's 200, give
+    up after the start timeout and stop the supervisord it had started)."""
+    port = free_port()
+    env = service_env(port, PYPI_REPO_MIN_FREE_DISK_MB="100000000", PYPI_REPO_START_TIMEOUT="20")
+    proc = sh(checkout, "start.sh", env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "degraded" in proc.stderr and "below min_free_disk_mb" in proc.stderr
+    assert "pypi_repo is running." in proc.stdout
+    base = f"http://127.0.0.1:{port}"
+    assert requests.get(f"{base}/health", timeout=5).status_code == 503
+    assert requests.get(f"{base}/health/live", timeout=5).status_code == 200
+    assert requests.get(f"{base}/simple/demo-pkg/", timeout=5).status_code == 200
+    assert psutil.pid_exists(int((checkout / "run" / "supervisord.pid").read_text()))
+
+
 def test_start_without_python_says_so():
     root = make_checkout(with_venv=False)
     try:

@@ -4,6 +4,7 @@ The package tree lives on a real 1 MiB tmpfs (the tests run as root, like CI her
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pubhelpers import PASSWORDS, basic, make_users, snapshot, upload_form
 from distbuilder import make_wheel
 from pypi_repo import create_app
 from pypi_repo.cli import main as manage
+from pypi_repo.downloads import DownloadRecorder, database
 
 
 @pytest.fixture
@@ -131,3 +133,23 @@ def test_a_full_packages_disk_keeps_reads_working(small_disk, overrides, tmp_pat
     client = create_app({**overrides, "packages_dir": str(packages), "min_free_disk_mb": 0}).test_client()
     _fill(small_disk)
     _reads_work(client, wheel)
+
+
+def test_download_counts_on_a_full_data_disk_log_one_error_and_are_written_once_there_is_room(small_disk,
+                                                                                              caplog):
+    """Every worker flushes each second: on a full data disk that was one traceback per
+    second per worker in error.log. Now one error, quiet retries, the counts kept."""
+    db = database(small_disk / "db.sqlite3")
+    recorder = DownloadRecorder(db, flush_seconds=3600, clock=lambda: "2024-05-01")
+    _fill(small_disk)
+    with caplog.at_level(logging.DEBUG, logger="pypi_repo.downloads"):
+        for attempt in range(3):
+            for n in range(50):
+                recorder.record("demo", f"demo-{attempt}.{n}-py3-none-any.whl", "pip")
+            assert recorder.flush() == 0
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        (small_disk / "filler").unlink()
+        assert recorder.flush() == 150
+    assert "download counts written again" in caplog.text
+    assert db.query("SELECT SUM(count) FROM download_counts")[0][0] == 150
