@@ -84,6 +84,15 @@ class Fingerprint:
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``DirEntry.is_dir`` that answers False for a symlink loop (ELOOP) or a vanished entry,
+    as ``Path.is_dir`` does: one such name in the root made every request a 500."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 class PackageStore(StoreWriter):
     """Reads and writes (``storewrite.StoreWriter``) the package tree. Safe to share between
     threads of one process."""
@@ -195,7 +204,7 @@ class PackageStore(StoreWriter):
         try:
             with os.scandir(self.root) as it:
                 for entry in it:
-                    if entry.name.startswith(".") or not entry.is_dir():
+                    if entry.name.startswith(".") or not _is_dir(entry):
                         continue
                     if entry.is_symlink() and not self.inside_root(entry.path):
                         self._warn_once(entry.path, "symlink to a directory outside the package root")
