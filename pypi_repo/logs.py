@@ -30,6 +30,7 @@ __all__ = [
     "RequestContextFilter",
     "bind_request",
     "configure_logging",
+    "escape_control",
     "logging_config",
     "unbind_request",
     "update_request",
@@ -95,14 +96,19 @@ def _escape_control(match: re.Match) -> str:
     return match.group().encode("unicode_escape").decode("ascii")
 
 
+def escape_control(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): safe on one
+    log or terminal line, whatever a client put in it (a Basic-auth user name)."""
+    return _CONTROL.sub(_escape_control, text) if _CONTROL.search(text) else text
+
+
 class TextFormatter(logging.Formatter):
     """One record, one line: control characters in the message (a newline in a Basic-auth
     user name, an ESC in a form field) are escaped, so nobody can forge log lines (issue 10
     review). A traceback, appended after the message, keeps its lines."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        if _CONTROL.search(record.message):
-            record.message = _CONTROL.sub(_escape_control, record.message)
+        record.message = escape_control(record.message)
         return super().formatMessage(record)
 
 

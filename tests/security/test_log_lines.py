@@ -33,3 +33,26 @@ def test_a_newline_in_a_user_name_cannot_start_a_log_line(repo_dirs):
         assert not [line for line in lines if line.startswith(FORGED[:13])], name
         assert [line for line in lines if "evil\\x1b[2J\\r\\n2026" in line], name
         assert "\x1b" not in text, name
+
+
+def test_manage_repo_audit_prints_a_hostile_user_name_escaped(repo_dirs, capsys):
+    """``manage_repo.py audit`` shows what clients typed: an ESC sequence or a newline in a
+    user name must not drive the operator's terminal or forge an entry."""
+    import pytest
+
+    from pypi_repo.auth import AuthService
+    from pypi_repo.cli import main as manage
+    from pypi_repo.config import load_settings
+    from pypi_repo.errors import AuthenticationFailed
+
+    settings = load_settings({"packages_dir": str(repo_dirs["packages"]), "data_dir": str(repo_dirs["data"]),
+                              "argon2_time_cost": 1, "argon2_memory_kib": 8})
+    auth = AuthService(settings)
+    auth.add_user("alice", "alice-password-1")
+    with pytest.raises(AuthenticationFailed):
+        auth.authenticate("ev\x1b[2J\nFORGED", "pw", "192.0.2.1")
+    capsys.readouterr()
+    manage(["--packages-dir", str(repo_dirs["packages"]), "--data-dir", str(repo_dirs["data"]), "audit"])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "ev\\x1b[2J\\nFORGED" in out
+    assert not [line for line in out.splitlines() if line.startswith("FORGED")]
