@@ -34,6 +34,7 @@ from .config import Settings, load_settings
 from .distfiles import canonical_project_name, parse_distribution_filename
 from .errors import ConfigError, InvalidFilename, NotFound, PypiRepoError
 from .index import ProjectIndex
+from .logs import escape_control
 from .storage import FileEntry, PackageStore
 from .maintenance import reindex, verify_derived
 from .uploads import accept_upload
@@ -370,8 +371,8 @@ def cmd_token_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_audit(args: argparse.Namespace, ctx: CliContext) -> int:
     for entry in reversed(ctx.auth.audit_entries(args.limit)):
-        ctx.say(f"{_when(entry.at)}  {entry.actor}  {entry.action} {entry.target}  from {entry.client_addr}  "
-                f"{entry.outcome}  {entry.detail}")
+        ctx.say(escape_control(f"{_when(entry.at)}  {entry.actor}  {entry.action} {entry.target}  "
+                               f"from {entry.client_addr}  {entry.outcome}  {entry.detail}"))
     return 0
 
 

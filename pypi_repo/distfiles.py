@@ -179,6 +179,12 @@ def check_upload_filename(filename: str) -> DistFile:
     if not filename.endswith(UPLOAD_SUFFIXES):
         raise InvalidFilename(
             f"{filename[:80]!r}: sdists must be .tar.gz (PEP 625); zip sdists are served but not accepted")
+    if dist.version.local is not None:
+        # PEP 440: "==1.0.0" ignores a candidate's local label, so a later 1.0.0+x would change
+        # what an installer pinned to 1.0.0 gets. Warehouse refuses them the same way.
+        raise InvalidFilename(
+            f"Can't use PEP 440 local versions ({dist.version}): {dist.version.public!r} "
+            "pins would pick the file up; use a public version")
     expected = canonical_filename(dist)
     if filename != expected:
         raise InvalidFilename(f"Filename {filename[:120]!r} is invalid, should be {expected!r}")

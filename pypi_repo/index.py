@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 #: Part of every stored page's key: bump when templates or rendering change.
-RENDER_VERSION = f"{__version__}-1"
+RENDER_VERSION = f"{__version__}-2"  # -2: pages no longer carry a sidecar read outside the root
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import re
 import time
 from contextvars import ContextVar, Token
 from typing import Any, Mapping
@@ -25,9 +26,11 @@ __all__ = [
     "ACCESS_LOG_FORMAT",
     "REQUEST_ID_HEADER",
     "JsonFormatter",
+    "TextFormatter",
     "RequestContextFilter",
     "bind_request",
     "configure_logging",
+    "escape_control",
     "logging_config",
     "unbind_request",
     "update_request",
@@ -84,6 +87,29 @@ _ACCESS_ATOMS = {
     "user_agent": "a",
     "referer": "f",
 }
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_control(match: re.Match) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def escape_control(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): safe on one
+    log or terminal line, whatever a client put in it (a Basic-auth user name)."""
+    return _CONTROL.sub(_escape_control, text) if _CONTROL.search(text) else text
+
+
+class TextFormatter(logging.Formatter):
+    """One record, one line: control characters in the message (a newline in a Basic-auth
+    user name, an ESC in a form field) are escaped, so nobody can forge log lines (issue 10
+    review). A traceback, appended after the message, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_control(record.message)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -153,8 +179,8 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "filters": {"request": {"()": "pypi_repo.logs.RequestContextFilter"}},
         "formatters": {
-            "text": {"format": TEXT_FORMAT},
-            "access": {"format": "%(message)s"},
+            "text": {"()": "pypi_repo.logs.TextFormatter", "fmt": TEXT_FORMAT},
+            "access": {"()": "pypi_repo.logs.TextFormatter", "fmt": "%(message)s"},
             "json": {"()": "pypi_repo.logs.JsonFormatter"},
         },
         "handlers": {

@@ -46,6 +46,7 @@ RACY_NS = 2_000_000_000
 RELIST_NS = 50_000_000
 MAX_WARNINGS = 10000
 MAX_CACHED_DIRS = 100_000
+MAX_YANK_REASON_BYTES = 4096  # a reason is one line; a sidecar is never read whole
 
 
 
@@ -81,6 +82,15 @@ class Fingerprint:
         """A stable name for this state: equal in every process and across restarts."""
         text = salt + repr(self.files)
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``DirEntry.is_dir`` that answers False for a symlink loop (ELOOP) or a vanished entry,
+    as ``Path.is_dir`` does: one such name in the root made every request a 500."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 class PackageStore(StoreWriter):
@@ -119,6 +129,9 @@ class PackageStore(StoreWriter):
         logged and reported by ``manage_repo.py verify``.
         """
         name = dirent.name
+        if name.endswith(YANK_SUFFIX) and not name.startswith(".") and dirent.is_symlink() \
+                and not self.inside_root(dirent.path):
+            return "yank sidecar is a symlink outside the package root (its text is not read)"
         if name.startswith(".") or name.endswith(YANK_SUFFIX):
             return "hidden"
         try:
@@ -191,7 +204,7 @@ class PackageStore(StoreWriter):
         try:
             with os.scandir(self.root) as it:
                 for entry in it:
-                    if entry.name.startswith(".") or not entry.is_dir():
+                    if entry.name.startswith(".") or not _is_dir(entry):
                         continue
                     if entry.is_symlink() and not self.inside_root(entry.path):
                         self._warn_once(entry.path, "symlink to a directory outside the package root")
@@ -351,12 +364,25 @@ class PackageStore(StoreWriter):
             self._dir_listings[directory] = (key, value)
         return value
 
-    @staticmethod
-    def _read_yank_reason(path: Path) -> str:
+    def _read_yank_reason(self, path: Path) -> str:
+        """The sidecar's text, bounded; a sidecar that resolves outside the root, or is not a
+        regular file (a FIFO would block the worker), still yanks but its text is not read
+        (issue 10: a symlink to /etc/passwd was served as the yank reason)."""
+        if not self.inside_root(str(path)):
+            return ""
         try:
-            return path.read_text(encoding="utf-8", errors="replace").strip()
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
             return ""
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return ""
+            data = os.read(fd, MAX_YANK_REASON_BYTES)
+        except OSError:
+            return ""
+        finally:
+            os.close(fd)
+        return data.decode("utf-8", errors="replace").strip()
 
     def file_path(self, project: NormalizedName, filename: str) -> Path:
         """Path of an existing distribution file; never outside the root."""

@@ -21,7 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from .distfiles import DistFile
 from .durable import atomic_write_bytes, fsync_dir, locked_dir, raise_for_disk, unlink_quietly
-from .errors import FileExists, UnsafePath, UploadTooLarge
+from .errors import Conflict, FileExists, UnsafePath, UploadTooLarge
 
 __all__ = ["StoreWriter", "StoredFile", "sha256_file", "is_temp_name", "STALE_TEMP_S", "YANK_SUFFIX", "PublishGuard"]
 
@@ -72,7 +72,13 @@ class StoreWriter:
         if canonicalize_name(project) != project or not project or "/" in project or project.startswith("."):
             raise UnsafePath(f"not a normalized project name: {project!r}")
         existing = self.projects().get(project)
-        return self.root / (existing[0] if existing else project)
+        directory = self.root / (existing[0] if existing else project)
+        if os.path.lexists(directory) and not (directory.is_dir() and self.inside_root(str(directory))):
+            # issue 10: a symlink leaving the root took the upload outside it (200, never
+            # served); a plain file or a dangling symlink of that name made a 500.
+            raise Conflict(f"{directory.name!r} in the package root is not a project directory inside "
+                           "it (a file, or a symlink leaving the root); the operator must remove it")
+        return directory
 
     def store(
         self,

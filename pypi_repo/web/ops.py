@@ -25,7 +25,7 @@ def _shown(doc: dict[str, Any]) -> dict[str, Any]:
     svc = services()
     if not svc.settings.private or svc.settings.health_details:
         return doc
-    from_session = svc.extras.get("session_principal")
+    from_session = svc.session_principal
     if from_session is not None and from_session() is not None:
         return doc
     if request.authorization is not None:  # only then: no failed-login count for monitors

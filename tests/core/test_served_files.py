@@ -97,6 +97,20 @@ def test_symlinks_leaving_the_package_root_are_never_followed(client, packages, 
     assert "foo-6.6-py3-none-any.whl: symlink to a path outside the package root" in report
 
 
+def test_a_yank_sidecar_symlinked_outside_the_root_is_never_read(client, packages, repo_dirs, outside, capsys):
+    """The ``.yanked`` sidecar is read too: a symlink to a secret outside the root was served
+    as the yank reason (PEP 592 ``data-yanked``, the JSON ``yanked``, the project page)."""
+    secret = outside / "secret.txt"
+    secret.write_text("root:x:0:0:TOPSECRET\n")
+    wheel = make_wheel(packages / "foo", "foo", "1.0")
+    os.symlink(secret, packages / "foo" / (wheel.name + ".yanked"))
+    doc = client.get("/simple/foo/", headers=JSON).get_json()
+    assert doc["files"][0]["yanked"] is True  # still yanked: the marker is there
+    for url in ("/simple/foo/", "/project/foo/", "/project/foo/1.0/"):
+        assert "TOPSECRET" not in client.get(url).get_data(as_text=True), url
+    assert "yank sidecar is a symlink outside the package root" in _verify(packages, repo_dirs["data"], capsys)
+
+
 def test_a_symlink_within_the_package_root_is_served(client, packages, tmp_path):
     store = packages / ".shared"
     wheel = make_wheel(store, "foo", "1.0")

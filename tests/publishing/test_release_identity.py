@@ -53,6 +53,25 @@ def test_another_spelling_of_a_published_wheel_is_refused(client, users, package
     assert _files(client) == (["proj_a-1.0.0-py3-none-any.whl"], ["1.0.0"])
 
 
+@pytest.mark.parametrize("filename, version", [
+    ("proj_a-1.0.0+0-py3-none-any.whl", "1.0.0+0"),
+    ("proj_a-1.0.0+local.7.tar.gz", "1.0.0+local.7"),
+])
+def test_a_local_version_cannot_shadow_a_pinned_release(client, users, packages, tmp_path, filename, version):
+    """pip's ``proj-a==1.0.0`` matches ``1.0.0+0`` (PEP 440 ignores the local label) and prefers
+    it, so accepting it would change the bytes a pin installs. Refused, as Warehouse does."""
+    first = make_wheel(tmp_path / "one", "proj-a", "1.0.0")
+    assert client.post("/legacy/", data=upload_form(first), headers=ALICE).status_code == 200
+    before = snapshot(packages)
+    build = make_sdist if filename.endswith(".tar.gz") else make_wheel
+    other = _renamed(build(tmp_path / "two", "proj-a", version), filename)
+    resp = client.post("/legacy/", data=upload_form(other), headers=ALICE)
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert "local version" in resp.get_data(as_text=True)
+    assert snapshot(packages) == before
+    assert _files(client) == (["proj_a-1.0.0-py3-none-any.whl"], ["1.0.0"])
+
+
 def test_a_second_sdist_of_a_release_is_refused_in_any_spelling(client, users, packages, tmp_path):
     sdist = make_sdist(tmp_path / "one", "proj-a", "1.0.0")
     assert sdist.name == "proj_a-1.0.0.tar.gz"

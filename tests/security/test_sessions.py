@@ -125,3 +125,14 @@ def test_a_database_from_before_sessions_is_upgraded_in_place(overrides):
     uuids = [r["uuid"] for r in auth.db.query("SELECT uuid FROM users")]
     assert len(set(uuids)) == 2 and all(len(u) == 32 for u in uuids)
     assert logged_in(app, login(app.test_client(), "old1", "old1-password-1"))
+
+
+def test_a_web_login_sees_the_private_health_details(overrides):
+    """Private mode: /health details "need a login", and a browser session is one (the view
+    read a session key that no longer existed, so a logged-in user got the status only)."""
+    application = create_app({**overrides, "private": True})
+    application.extensions["pypi_repo"].auth.add_user("alice", "alice-password-1")
+    client = application.test_client()
+    assert client.get("/health").get_json() == {"status": "ok"}
+    login(client, "alice", "alice-password-1")
+    assert "checks" in client.get("/health").get_json()
