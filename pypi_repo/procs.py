@@ -94,6 +94,9 @@ def _runs_checkout_program(proc: Proc, root: str) -> bool:
     if (len(argv) > 1 and os.path.basename(argv[0]).startswith("python")
             and absolute(argv[1]) in {os.path.join(root, s) for s in SCRIPTS}):
         return True
+    if (len(argv) > 2 and os.path.basename(argv[0]).startswith("python") and argv[1] == "-m"
+            and argv[2].startswith("pypi_repo.") and proc.cwd == root):
+        return True  # the master's helpers (the index warm-up), even once orphaned by a kill
     configs = {os.path.join(root, c) for c in CONFIGS}
     given = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
     given += [argv[i] for i in range(1, len(argv)) if argv[i - 1] in ("-c", "--config")]

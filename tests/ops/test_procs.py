@@ -39,3 +39,23 @@ def test_only_the_checkouts_own_programs_and_their_children_are_found(tmp_path):
         psutil.wait_procs(children, timeout=10)
         for proc in procs:
             proc.wait(10)
+
+
+def test_an_orphaned_index_warm_up_still_belongs_to_its_checkout(tmp_path):
+    """The master's `python -m pypi_repo.warmup` child outlives a master killed first by
+    stop.sh (it is then nobody's descendant): it is found by its module and working directory,
+    so stop.sh stops it too (it was left running now and then under load)."""
+    ours, other = tmp_path / "ours", tmp_path / "other"
+    for root in (ours, other):
+        (root / "pypi_repo").mkdir(parents=True)
+        (root / "pypi_repo" / "warmup.py").write_text("import time; time.sleep(30)\n")
+    procs = [subprocess.Popen([sys.executable, "-m", "pypi_repo.warmup"], cwd=root) for root in (ours, other)]
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not checkout_processes(ours):
+            time.sleep(0.05)
+        assert [p.pid for p in checkout_processes(ours)] == [procs[0].pid]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
