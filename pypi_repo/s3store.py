@@ -216,6 +216,12 @@ class S3PackageStore(PackageStore):
                 digest.update(chunk)
         return digest.hexdigest()
 
+    def serial_keys(self, names) -> dict[str, str]:
+        """Freshness keys of ``names`` for the catalog: their change serials, one read."""
+        names = list(names)
+        current = serials(self.db, names)
+        return {n: f"serial:{current.projects.get(n, 0)}" for n in names}
+
     def presigned_url(self, entry: FileEntry, expires_s: int = 300) -> str | None:
         return self.blob.presigned_url(self._key(entry), expires_s)
 
