@@ -51,6 +51,13 @@ def _files(node, project: str) -> dict[str, dict]:
     return {f["filename"]: f for f in resp.json()["files"]} if resp.status_code == 200 else {}
 
 
+def _wait_for(check, what: str, timeout_s: float = 15.0):
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
 def _start_unready(dirs, env: dict) -> LiveServer:
     """A node that is live but not ready (start_server waits for a ready /health)."""
     port = free_port()
@@ -85,7 +92,8 @@ def test_two_nodes_share_one_bucket_uploads_yanks_removals_and_reindex(pg_engine
     node_a = start_server(dirs_a, env, workers=2)
     node_b = None
     try:
-        node_b = start_server(dirs_b, {**env, "PYPI_REPO_STORAGE_REDIRECT": "true"}, workers=1)
+        node_b = start_server(dirs_b, {**env, "PYPI_REPO_STORAGE_REDIRECT": "true",
+                                       "PYPI_REPO_CATALOG_REFRESH_S": "0.2"}, workers=1)
         health = node_a.get("/health").json()
         assert health["checks"]["storage"] == {"ok": True, "url": f"s3://{BUCKET}/{prefix}/"}
         assert _files(node_b, "hanode") == {}
@@ -122,6 +130,10 @@ def test_two_nodes_share_one_bucket_uploads_yanks_removals_and_reindex(pg_engine
              "--index-url", node_b.index_url, "hanode"], env=pip_env)
         assert "from the bucket" in (tmp_path / "site" / "hanode" / "__init__.py").read_text()
 
+        # search and the project page on B know it (the catalog is keyed on the serials)
+        _wait_for(lambda: [r["name"] for r in node_b.get("/api/search?q=hanode").json()["results"]] == ["hanode"],
+                  "B's search to find the upload")
+
         # yank and un-yank on A (manage_repo.py with A's settings): seen on B at once
         _manage(dirs_a, env, "yank", "hanode", wheel.name, "--reason", "bad build")
         assert _files(node_b, "hanode")[wheel.name]["yanked"] == "bad build"
@@ -133,6 +145,8 @@ def test_two_nodes_share_one_bucket_uploads_yanks_removals_and_reindex(pg_engine
         weed_engine.client().put_object(Bucket=BUCKET, Key=f"{prefix}/hanode/{other.name}", Body=other.read_bytes())
         _manage(dirs_b, env, "reindex")
         listed = _files(node_a, "hanode")
+        _wait_for(lambda: [r["version"] for r in node_b.get("/api/search?q=hanode").json()["results"]] == ["2.0"],
+                  "B's catalog (search) to see 2.0")
         assert other.name in listed and listed[other.name]["hashes"]["sha256"] == \
             __import__("hashlib").sha256(other.read_bytes()).hexdigest()
 
