@@ -46,6 +46,13 @@ def _twine(server, wheel: Path):
                check=False, timeout=60)
 
 
+def _upload(node, wheel: Path) -> requests.Response:
+    return requests.post(node.url + "/legacy/", auth=("alice", PASSWORD), timeout=60,
+                         data={":action": "file_upload", "protocol_version": "1", "name": wheel.name.split("-")[0],
+                               "version": wheel.name.split("-")[1]},
+                         files={"content": (wheel.name, wheel.read_bytes())})
+
+
 def _files(node, project: str) -> dict[str, dict]:
     resp = node.get(f"/simple/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     return {f["filename"]: f for f in resp.json()["files"]} if resp.status_code == 200 else {}
@@ -107,6 +114,9 @@ def test_two_nodes_share_one_bucket_uploads_yanks_removals_and_reindex(pg_engine
         listed = _files(node_b, "hanode")
         assert wheel.name in listed and listed[wheel.name]["requires-python"] == ">=3.8"
         assert not list(dirs_a["packages"].iterdir())  # the bytes went to the bucket
+        assert _upload(node_b, wheel).status_code == 200  # a retry with the same bytes, on the other node
+        clash = make_wheel(tmp_path / "clash", "hanode", "1.0", summary="other bytes")
+        assert _upload(node_b, clash).status_code == 409
 
         # A serves from its disk cache: Range, HEAD, ETag/304 as on the tree
         url = f"/packages/hanode/{wheel.name}"
@@ -194,9 +204,7 @@ def test_an_unreachable_bucket_makes_the_node_unready_and_uploads_answer_503(pg_
         assert doc["checks"]["storage"]["ok"] is False and "unreachable" in doc["checks"]["storage"]["error"]
         assert node.get("/health/live").status_code == 200
         wheel = make_wheel(tmp_path / "dist", "downnode", "1.0")
-        resp = requests.post(node.url + "/legacy/", auth=("alice", PASSWORD), timeout=60,
-                             data={":action": "file_upload", "protocol_version": "1", "name": "downnode",
-                                   "version": "1.0"}, files={"content": (wheel.name, wheel.read_bytes())})
+        resp = _upload(node, wheel)
         assert resp.status_code == 503 and "storage" in resp.text, resp.text
     finally:
         node.stop()
