@@ -72,6 +72,15 @@ class FileCache:
         self.evict(keep=path)
         return path
 
+    def adopt(self, key: str, etag: str, source: Path) -> None:
+        """Move a local file with the object's bytes into the cache (an upload's spool file:
+        the node that stored it need not fetch it back)."""
+        path = self.path_for(key, etag)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(source, 0o644)
+        os.replace(source, path)
+        self.evict(keep=path)
+
     def evict(self, keep: Path | None = None) -> int:
         """Drop least recently used files until the cache fits ``max_bytes``; returns bytes freed."""
         files = []

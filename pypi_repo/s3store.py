@@ -282,6 +282,8 @@ class S3PackageStore(PackageStore):
                     except BaseException:
                         self._delete_quietly(key)
                         raise
+            if result.created and result.etag:
+                self._adopt_quietly(key, result.etag, tmp)
         except OSError as exc:
             raise_for_disk(exc)
             raise
@@ -290,6 +292,12 @@ class S3PackageStore(PackageStore):
                 unlink_quietly(tmp)
         log.info("stored %s%s (%d bytes, sha256 %s)", self.url, key, size, digest)
         return StoredFile(Path(key), digest, size, created=result.created)
+
+    def _adopt_quietly(self, key: str, etag: str, spooled: Path) -> None:
+        try:
+            self.files.adopt(key, etag, spooled)
+        except OSError as exc:  # only a cache: the next reader fetches it
+            log.warning("could not keep %s in the file cache: %s", key, exc)
 
     def _delete_quietly(self, key: str) -> None:
         try:

@@ -188,14 +188,14 @@ class S3BlobStore:
             args["IfNoneMatch"] = "*"
         with self._errors("put"):
             try:
-                self._client.put_object(**args)
+                answer = self._client.put_object(**args)
             except bex.ClientError as exc:
                 if overwrite or (_code(exc) not in _TAKEN and _status(exc) not in (409, 412)):
                     raise
                 if self._stored_sha256(key) != hexdigest:
                     raise FileExists(f"File already exists: {key}") from None
                 return PutResult(key, hexdigest, size, created=False)
-        return PutResult(key, hexdigest, size, created=True)
+        return PutResult(key, hexdigest, size, created=True, etag=str(answer.get("ETag", "")).strip('"'))
 
     def stored_sha256(self, key: str) -> Optional[str]:
         """The sha256 kept as object metadata by :meth:`put` (None: a foreign object)."""

@@ -72,6 +72,16 @@ def test_an_upload_on_one_node_is_listed_on_the_other_at_once_with_its_hash_and_
     assert path.read_bytes() == wheel.read_bytes() and st.st_size == wheel.stat().st_size
 
 
+def test_the_uploading_node_keeps_the_spooled_bytes_in_its_cache(shared, tmp_path):
+    _, node = shared
+    a = node("a")
+    wheel = make_wheel(tmp_path / "dist", "adopted", "1.0")
+    _store(a, wheel)
+    (entry,) = a.scan_project("adopted")
+    assert entry.path.read_bytes() == wheel.read_bytes()  # in the cache already, under the listed etag
+    assert not [p for p in (tmp_path / "a" / "spool").iterdir()]
+
+
 def test_the_page_cache_of_another_node_is_stale_once_the_serial_moves(shared, tmp_path):
     _, node = shared
     a, b = node("a"), node("b")
