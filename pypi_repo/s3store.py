@@ -99,10 +99,13 @@ class S3PackageStore(PackageStore):
     # ---------------------------------------------------------------- reading
     def projects(self) -> dict[NormalizedName, tuple[str, ...]]:
         """Projects with a served object, re-listed from the bucket when the global serial moved."""
+        return self._projects_at(serials(self.db, ()).last)  # one primary-key read
+
+    def _projects_at(self, last: int) -> dict[NormalizedName, tuple[str, ...]]:
         cached = self._root_cache
-        if cached is not None and cached[0] == serials(self.db, ()).last:  # one primary-key read
+        if cached is not None and cached[0] == last:
             return cached[1]
-        current = serials(self.db)  # the global serial first: a later write stales what we list
+        current = serials(self.db)  # the serials first: a later write stales what we list
         listing: dict[NormalizedName, list[str]] = {}
         for name in self.blob.projects():
             try:
@@ -141,6 +144,16 @@ class S3PackageStore(PackageStore):
                 self._entries.clear()
             self._entries[key] = (serial, entries)
         return entries
+
+    def scan_project(self, project: NormalizedName) -> list[FileEntry]:
+        """The served files of ``project``: one indexed read (its and the global serial) when
+        the node's listings are fresh, as on every request after the first."""
+        current = serials(self.db, (project,))
+        names = self._projects_at(current.last).get(project)
+        if not names:
+            raise ProjectNotFound(f"no project named {project!r}")
+        serial = current.projects.get(project, 0)
+        return self.one_per_identity([e for n in names for e in self._listed(project, n, serial)])
 
     def project_dirs(self, project: NormalizedName) -> list[Path]:
         names = self.projects().get(project)

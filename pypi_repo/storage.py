@@ -313,7 +313,10 @@ class PackageStore(StoreWriter):
         hand-copied ``Proj_A-1.0-...`` beside ``proj_a-1.0.0-...``) only one is served: the
         canonical spelling, else the first name in sort order; the others are logged.
         """
-        entries = self.scan_copies(project, self.project_dirs(project))
+        return self.one_per_identity(self.scan_copies(project, self.project_dirs(project)))
+
+    def one_per_identity(self, entries: list[FileEntry]) -> list[FileEntry]:
+        """The served files of several copies of one release identity (see :meth:`scan_project`)."""
         if len({e.dist.identity for e in entries}) == len(entries):
             return sorted(entries, key=lambda e: e.filename)
         chosen: dict[tuple, FileEntry] = {}
