@@ -296,6 +296,8 @@ class Catalog:
                 self._pending.clear()
 
     def _dir_keys(self, names: Iterable[str]) -> dict[str, str]:
+        if self.store.remote:  # a shared bucket (issue 14): the change serials are the keys
+            return self.store.serial_keys(names)
         listing = self.store.projects()
         root = str(self.store.root) + os.sep
         now = time.time_ns()

@@ -35,6 +35,7 @@ from .distfiles import canonical_project_name, parse_distribution_filename
 from .errors import ConfigError, InvalidFilename, NotFound, PypiRepoError
 from .index import ProjectIndex
 from .logs import escape_control
+from .s3store import check_storage_url, open_package_store
 from .storage import FileEntry, PackageStore
 from .maintenance import reindex, verify_derived
 from .uploads import accept_upload
@@ -56,7 +57,7 @@ class CliContext:
 
     @cached_property
     def store(self) -> PackageStore:
-        return PackageStore(self.settings.packages_dir)
+        return open_package_store(self.settings, self.db)  # the tree, or the shared bucket
 
     @cached_property
     def index(self) -> ProjectIndex:
@@ -292,6 +293,7 @@ def cmd_verify(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace, ctx: CliContext) -> int:
+    ctx.store.refresh()  # shared bucket: every node re-lists (objects other tools put there)
     count = reindex(ctx.store, ctx.index)
     ctx.auth.audit(ctx.actor, "reindex", "", "local", detail=f"{count} files")
     ctx.say(f"reindexed {count} file(s)")
@@ -448,6 +450,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
     parser.add_argument("--data-dir", help="derived state and the user database (default ./data)")
     parser.add_argument("--database-url", help="the shared database: empty = SQLite in the data dir, "
                                                "or postgresql://... (PYPI_REPO_DATABASE_URL)")
+    parser.add_argument("--storage-url", help="the package files: empty = the packages dir, "
+                                              "or s3://BUCKET/PREFIX (PYPI_REPO_STORAGE_URL)")
     parser.add_argument("--logs-dir", help="log files (default ./logs)")
     parser.add_argument("--config", help="TOML config file (the server's)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -494,7 +498,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
     return parser, registry
 
 
-_TOP_OPTIONS = {"--packages-dir", "--data-dir", "--database-url", "--logs-dir", "--config"}
+_TOP_OPTIONS = {"--packages-dir", "--data-dir", "--database-url", "--storage-url", "--logs-dir", "--config"}
 _VALUE_OPTIONS = {*_TOP_OPTIONS, "--owner", "--from"}
 
 
@@ -533,11 +537,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its reconnect attempts: one error line is ours
     flags = {"packages_dir": args.packages_dir, "data_dir": args.data_dir,
-             "logs_dir": args.logs_dir, "config": args.config, "database_url": args.database_url}
+             "logs_dir": args.logs_dir, "config": args.config, "database_url": args.database_url,
+             "storage_url": args.storage_url}
     ctx = None
     try:
         ctx = CliContext(load_settings(flags))
         ctx.db  # a wrong database_url stops every command here, with one line
+        check_storage_url(ctx.settings)  # and a wrong storage_url
         return args.handler(args, ctx)
     except ConfigError as exc:
         print(f"manage_repo.py: {exc}", file=sys.stderr)

@@ -35,6 +35,9 @@ class Settings:
     config: Path | None = None
     # --- shared state (issue 14, docs/backends.md) ---
     database_url: str = ""  # empty: SQLite under data_dir; postgresql://... (any libpq URL): shared by every node
+    storage_url: str = ""  # empty: packages_dir; s3://BUCKET/PREFIX: one bucket shared by every node (AWS_* variables)
+    storage_redirect: bool = False  # S3: answer file GETs with a 302 to a short-lived presigned URL
+    storage_cache_mb: int = 2048  # S3: node-local disk cache of files (under data_dir), LRU by size
     # --- gunicorn (gunicorn.conf.py reads these) ---
     workers: int = 0  # 0: the CPU count, at least 2
     threads: int = 4

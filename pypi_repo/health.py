@@ -58,6 +58,8 @@ class HealthChecker:
         }
         if self.db is not None:
             ready_checks["database"] = self._database_answers()
+        if self.store.remote:
+            ready_checks["storage"] = self._storage_answers()
         ready = all(c["ok"] for c in ready_checks.values())
         status = "ok" if alive and ready else "degraded" if alive else "unhealthy"
         alerts = [f"{name}: {c.get('error', 'failed')}" for name, c in
@@ -126,6 +128,16 @@ class HealthChecker:
         except Exception as exc:  # the check must report, never raise
             return {"ok": False, "engine": engine, "error": f"database {self.db.url}: {type(exc).__name__}: {exc}"}
         return {"ok": True, "engine": engine}
+
+    def _storage_answers(self) -> dict[str, Any]:
+        """The shared bucket answers (issue 14): unreachable means not ready, no restart."""
+        try:
+            self.store.check_storage()
+        except BackendUnavailable as exc:
+            return {"ok": False, "url": self.store.url, "error": str(exc)}
+        except Exception as exc:  # the check must report, never raise
+            return {"ok": False, "url": self.store.url, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": True, "url": self.store.url}
 
     def _index_loadable(self) -> dict[str, Any]:
         try:

@@ -30,7 +30,7 @@ from .errors import FileNotFound, InvalidDistribution, NotFound
 from .metadata import IndexFacts, extract_core_metadata, read_index_facts
 from .model import File, ProjectDetail, ProjectList, format_upload_time
 from .simple_api import JSON_V1, TEXT_HTML, render_project_detail, render_project_list
-from .storage import FileEntry, Fingerprint, PackageStore, atomic_write_bytes, sha256_file
+from .storage import FileEntry, Fingerprint, PackageStore, atomic_write_bytes
 
 __all__ = ["ProjectIndex", "Page", "FileRecord"]
 
@@ -213,10 +213,10 @@ class ProjectIndex:
         The PEP 658 file itself is written on its first request (:meth:`core_metadata`),
         so indexing a large tree for the first time writes one small JSON per project.
         """
-        sha256 = sha256_file(entry.path)
+        sha256 = self.store.file_sha256(entry)
         facts: IndexFacts | None = None
         try:
-            facts = read_index_facts(entry.path, entry.dist)
+            facts = read_index_facts(self.store.local_file(entry), entry.dist)
         except InvalidDistribution as exc:
             log.warning("%s: no usable core metadata: %s", entry.path, exc)
         log.debug("indexed %s", entry.path)
@@ -245,7 +245,7 @@ class ProjectIndex:
     def core_metadata_bytes(self, project: NormalizedName, filename: str) -> bytes:
         """The PEP 658 bytes straight from the wheel (when the data disk cannot take the file)."""
         entry, record = self._metadata_entry(project, filename)
-        raw = extract_core_metadata(entry.path, entry.dist)
+        raw = extract_core_metadata(self.store.local_file(entry), entry.dist)
         if hashlib.sha256(raw).hexdigest() != record.metadata_sha256:
             raise FileNotFound(f"core metadata of {filename!r} is being re-indexed, retry")
         return raw
@@ -264,7 +264,7 @@ class ProjectIndex:
         except OSError:
             current = None
         if current != record.metadata_sha256:  # first request, deleted, or from an older file
-            raw = extract_core_metadata(entry.path, entry.dist)
+            raw = extract_core_metadata(self.store.local_file(entry), entry.dist)
             if hashlib.sha256(raw).hexdigest() != record.metadata_sha256:  # changed under us
                 raise FileNotFound(f"core metadata of {filename!r} is being re-indexed, retry")
             atomic_write_bytes(path, raw)

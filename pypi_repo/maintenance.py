@@ -152,7 +152,10 @@ def _verify_derived_orphans(store: PackageStore, index: ProjectIndex, fix: bool)
                 cache.unlink()
     for meta in sorted(index.metadata_dir.glob("*/*.metadata")):
         project, filename = meta.parent.name, meta.name[: -len(".metadata")]
-        exists = project in projects and any((store.root / n / filename).is_file() for n in projects[project])
+        if store.remote:  # a shared bucket (issue 14): its listing, not the node's disk
+            exists = project in projects and any(e.filename == filename for e in store.scan_project(project))
+        else:
+            exists = project in projects and any((store.root / n / filename).is_file() for n in projects[project])
         if not exists:
             problems.append(Problem("metadata of a missing file", meta, "", fix))
             if fix:

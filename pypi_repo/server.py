@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--database-url", help="users, tokens, audit, counts: empty = SQLite in the data dir, "
                                                "or postgresql://... (shared by every node)")
+    parser.add_argument("--storage-url", help="package files: empty = the packages dir, "
+                                              "or s3://BUCKET/PREFIX (AWS_* variables; shared by every node)")
     parser.add_argument("--workers", type=int, help="Gunicorn workers (default: from CPU count)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--dev", action="store_true", help="Flask's development server instead of Gunicorn")
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 def check_database_url(settings) -> None:
     """Refuse a ``database_url`` that cannot work before Gunicorn starts (one line, exit 2)."""
     open_database(settings.database_url, settings.data_dir).close()
+    from .s3store import check_storage_url
+
+    check_storage_url(settings)  # and a wrong storage_url (issue 14)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,14 +60,15 @@ class FileEntry:
     mtime_ns: int
     inode: int
     yanked: str | None  # None: not yanked; "" yanked without a reason
+    etag: str = ""  # an object in a shared store (issue 14): its etag keys the index record
 
     @property
     def filename(self) -> str:
         return self.dist.filename
 
     @property
-    def stat_key(self) -> tuple[int, int, int]:
-        return (self.size, self.mtime_ns, self.inode)
+    def stat_key(self) -> tuple:
+        return (self.size, self.mtime_ns, self.etag) if self.etag else (self.size, self.mtime_ns, self.inode)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,25 @@ class PackageStore(StoreWriter):
         if reason not in ("hidden", "not a distribution file", "not a regular file"):
             self._warn_once(dirent.path, reason)
         return None
+
+    # ------------------------------------------------- the BlobStore-facing hooks
+    #: False here; :class:`~pypi_repo.s3store.S3PackageStore` (issue 14) is the shared one.
+    remote = False
+    redirect = False
+
+    def local_file(self, entry: FileEntry) -> Path:
+        """A readable local file with ``entry``'s bytes (here: the file itself)."""
+        return entry.path
+
+    def file_sha256(self, entry: FileEntry) -> str:
+        """The sha256 of ``entry``'s bytes (here: hashed; the index caches it by stat)."""
+        return sha256_file(entry.path)
+
+    def refresh(self) -> None:
+        """After a reindex: nothing to do on the tree (every cache checks stats)."""
+
+    def check_storage(self) -> None:
+        """Readiness of the store itself (the tree: see ``HealthChecker._packages_readable``)."""
 
     # ----------------------------------------------------------------- reading
     def root_mtime_ns(self) -> int:
@@ -306,7 +326,10 @@ class PackageStore(StoreWriter):
         hand-copied ``Proj_A-1.0-...`` beside ``proj_a-1.0.0-...``) only one is served: the
         canonical spelling, else the first name in sort order; the others are logged.
         """
-        entries = self.scan_copies(project, self.project_dirs(project))
+        return self.one_per_identity(self.scan_copies(project, self.project_dirs(project)))
+
+    def one_per_identity(self, entries: list[FileEntry]) -> list[FileEntry]:
+        """The served files of several copies of one release identity (see :meth:`scan_project`)."""
         if len({e.dist.identity for e in entries}) == len(entries):
             return sorted(entries, key=lambda e: e.filename)
         chosen: dict[tuple, FileEntry] = {}

@@ -168,27 +168,38 @@ class S3BlobStore:
     # ---------------------------------------------------------------- writing
     def put(self, key: str, source: BinaryIO, *, overwrite: bool = False,
             max_bytes: Optional[int] = None, check: Optional[CheckHook] = None) -> PutResult:
-        full = self._full(key)
         with tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix=".spool-", suffix=".part") as spool:
             digest, size = _spool_hashing(source, spool, max_bytes)
             if check is not None:
                 check(Path(spool.name), digest.hexdigest())
             spool.seek(0)
-            args = {"Bucket": self.bucket, "Key": full, "Body": spool, "ContentLength": size,
-                    "ChecksumSHA256": base64.b64encode(digest.digest()).decode(),
-                    "Metadata": {SHA256_META: digest.hexdigest()}}
-            if not overwrite:
-                args["IfNoneMatch"] = "*"
-            with self._errors("put"):
-                try:
-                    self._client.put_object(**args)
-                except bex.ClientError as exc:
-                    if overwrite or (_code(exc) not in _TAKEN and _status(exc) not in (409, 412)):
-                        raise
-                    if self._stored_sha256(key) != digest.hexdigest():
-                        raise FileExists(f"File already exists: {key}") from None
-                    return PutResult(key, digest.hexdigest(), size, created=False)
-        return PutResult(key, digest.hexdigest(), size, created=True)
+            return self.put_file(key, spool, digest.digest(), size, overwrite=overwrite)
+
+    def put_file(self, key: str, body: BinaryIO, sha256: bytes, size: int, *,
+                 overwrite: bool = False) -> PutResult:
+        """Send an already spooled and hashed file (``sha256``: the raw digest) as one
+        conditional ``PutObject``; the upload path spools once, not twice."""
+        full = self._full(key)
+        hexdigest = sha256.hex()
+        args = {"Bucket": self.bucket, "Key": full, "Body": body, "ContentLength": size,
+                "ChecksumSHA256": base64.b64encode(sha256).decode(),
+                "Metadata": {SHA256_META: hexdigest}}
+        if not overwrite:
+            args["IfNoneMatch"] = "*"
+        with self._errors("put"):
+            try:
+                answer = self._client.put_object(**args)
+            except bex.ClientError as exc:
+                if overwrite or (_code(exc) not in _TAKEN and _status(exc) not in (409, 412)):
+                    raise
+                if self._stored_sha256(key) != hexdigest:
+                    raise FileExists(f"File already exists: {key}") from None
+                return PutResult(key, hexdigest, size, created=False)
+        return PutResult(key, hexdigest, size, created=True, etag=str(answer.get("ETag", "")).strip('"'))
+
+    def stored_sha256(self, key: str) -> Optional[str]:
+        """The sha256 kept as object metadata by :meth:`put` (None: a foreign object)."""
+        return self._head(key).get("Metadata", {}).get(SHA256_META) or None
 
     def _stored_sha256(self, key: str) -> str:
         """The sha256 of what is stored: our metadata, else (a foreign upload) by reading it."""

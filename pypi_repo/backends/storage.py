@@ -51,6 +51,7 @@ class PutResult:
     sha256: str
     size: int
     created: bool  # False: the same bytes were already stored under the key (a client retry)
+    etag: str = ""  # the stored object's etag when the store tells it (S3 PutObject)
 
 
 def check_key(key: str, *, prefix: bool = False) -> str:

@@ -15,6 +15,7 @@ from ..config import Settings, load_settings
 from ..health import HealthChecker, TreeSummaryCache
 from ..index import ProjectIndex
 from ..logs import configure_logging
+from ..s3store import open_package_store
 from ..storage import PackageStore
 
 __all__ = ["Services", "build_app", "services"]
@@ -26,7 +27,7 @@ class Services:
 
     settings: Settings
     db: SqlDatabase  # the shared database (SQLite under data_dir, or PostgreSQL: database_url)
-    store: PackageStore
+    store: PackageStore  # or s3store.S3PackageStore (storage_url)
     index: ProjectIndex
     health: HealthChecker
     auth: AuthService
@@ -55,8 +56,8 @@ def build_app(overrides: Mapping[str, Any] | None = None, settings: Settings | N
     app = Flask("pypi_repo")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024 + 1024 * 1024
     app.json.sort_keys = False
-    store = PackageStore(settings.packages_dir)
     db = open_database(settings.database_url, settings.data_dir)  # BackendConfigError: refused at start
+    store = open_package_store(settings, db)  # the tree, or the shared bucket (storage_url)
     app.extensions["pypi_repo"] = Services(
         settings=settings,
         db=db,

@@ -13,7 +13,7 @@ import unicodedata
 from functools import lru_cache
 from urllib.parse import quote
 
-from flask import Blueprint, Response, request, send_file
+from flask import Blueprint, Response, redirect, request, send_file
 from werkzeug.http import dump_options_header
 from werkzeug.wsgi import wrap_file
 
@@ -124,6 +124,30 @@ def _core_metadata(svc, project, filename: str, max_age: int) -> Response:
     return serve_file(path, os.stat(path), "text/plain; charset=utf-8", max_age)
 
 
+def serve_remote(svc, project, filename: str, max_age: int) -> Response:
+    """A file of the shared bucket (``storage_url``, issue 14): a GET with
+    ``storage_redirect`` is a 302 to a short-lived presigned URL (pip and uv follow it);
+    otherwise the bytes come from the node's disk cache (fetched once per object), with
+    werkzeug's full Range/HEAD/ETag/304 handling. The ETag is the object's, so it is the
+    same on every node."""
+    entry = svc.store.entry(project, filename)
+    etag = f"{entry.size:x}-{entry.etag}"
+    if svc.store.redirect and request.method == "GET" and "HTTP_RANGE" not in request.environ:
+        url = svc.store.presigned_url(entry, min(max(max_age, 60), 900))
+        if url:
+            resp = redirect(url, 302)
+            resp.headers["Cache-Control"] = "no-store"  # the URL expires; ask us again
+            return resp
+    if "HTTP_IF_NONE_MATCH" in request.environ and not any(h in request.environ for h in _SLOW_PATH_HEADERS) \
+            and request.if_none_match.contains(etag):
+        return Response(status=304, headers=[("ETag", f'"{etag}"'), ("Cache-Control", f"public, max-age={max_age}"),
+                                             ("Accept-Ranges", "bytes")])
+    resp = send_file(svc.store.local_file(entry), mimetype=content_type_for(filename), conditional=True,
+                     etag=etag, max_age=max_age, download_name=filename, last_modified=entry.mtime_ns // 10**9)
+    resp.headers["Accept-Ranges"] = "bytes"
+    return resp
+
+
 @bp.get("/packages/<project>/<filename>")
 def download(project: str, filename: str) -> Response:
     svc = services()
@@ -132,12 +156,15 @@ def download(project: str, filename: str) -> Response:
         canonical = canonical_project_name(project)
         if filename.endswith(METADATA_SUFFIX):
             return _core_metadata(svc, canonical, filename[: -len(METADATA_SUFFIX)], max_age)
-        path, st = svc.store.locate_file(canonical, filename)
+        if svc.store.remote:
+            resp = serve_remote(svc, canonical, filename, max_age)
+        else:
+            path, st = svc.store.locate_file(canonical, filename)
+            resp = serve_file(path, st, content_type_for(filename), max_age, download_name=filename,
+                              bodies=svc.file_bodies)
     except (InvalidName, InvalidFilename):
         raise FileNotFound(f"no file {filename[:100]!r}") from None
-    resp = serve_file(path, st, content_type_for(filename), max_age, download_name=filename,
-                      bodies=svc.file_bodies)
-    if request.method == "GET" and resp.status_code in (200, 206):
+    if request.method == "GET" and resp.status_code in (200, 206, 302):
         hook = svc.extras.get("on_download")
         if hook is not None:
             hook(canonical, filename, request)
