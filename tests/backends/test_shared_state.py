@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from diskfull import fill_disk, mounted_tmpfs
 
 from pypi_repo.accounts import Accounts
 from pypi_repo.auth import AuthService
@@ -230,23 +231,13 @@ def test_an_unreachable_database_is_a_503_reason_not_a_crash(tmp_path, closed_po
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True, timeout=30)
-    try:
+    with mounted_tmpfs(tmp_path / "small", "1m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True, timeout=30)
 
 
 def _fill(directory: Path) -> None:
-    with open(directory / "filler", "wb", buffering=0) as fh:
-        for size in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    fh.write(b"\0" * size)
-            except OSError:
-                continue
+    fill_disk(directory)
+    assert os.statvfs(directory).f_bavail == 0
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from diskfull import fill_disk, mounted_tmpfs
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -92,27 +93,12 @@ def test_per_project_downloads_are_bounded_and_come_from_the_database(overrides,
 
 @pytest.fixture
 def full_data_disk(tmp_path):
-    mount_point = tmp_path / "fulldata"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount_point)], check=True, timeout=30)
-    try:
+    with mounted_tmpfs(tmp_path / "fulldata", "24m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True, timeout=30)
 
 
 def _fill(directory: Path) -> None:
-    """Write until ENOSPC, in big then small chunks: the filesystem has no free block left."""
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 4096, 512):
-            try:
-                while True:
-                    os.write(fd, b"\0" * size)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
+    fill_disk(directory)
     assert os.statvfs(directory).f_bavail == 0
 
 

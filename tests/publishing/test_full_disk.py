@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from diskfull import fill_disk, mounted_tmpfs
 from pubhelpers import PASSWORDS, basic, make_users, snapshot, upload_form
 
 from distbuilder import make_wheel
@@ -21,13 +21,8 @@ from pypi_repo.downloads import DownloadRecorder, database
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True, timeout=30)
-    try:
+    with mounted_tmpfs(tmp_path / "small", "1m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True, timeout=30)
 
 
 def _big_wheel(tmp_path):
@@ -64,15 +59,9 @@ def test_health_reports_a_disk_below_the_threshold(small_disk, overrides):
     assert resp.get_json()["checks"]["disk"]["ok"] is False
 
 
-def _fill(directory) -> None:
-    """Fill the file system of ``directory`` to the last byte (a real ENOSPC, no mock)."""
-    with open(directory / "filler", "wb", buffering=0) as fh:
-        for size in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    fh.write(b"\0" * size)
-            except OSError:
-                continue
+def _fill(directory: Path) -> None:
+    fill_disk(directory)
+    assert os.statvfs(directory).f_bavail == 0
 
 
 @pytest.fixture
