@@ -159,34 +159,52 @@ def test_migrate_moves_a_local_install_into_postgresql_and_a_bucket(tmp_path, pg
     assert resp.status_code in (401, 403)
 
 
-def test_migrate_storage_only_keeps_upload_times_and_yanks(tmp_path, aws_env):
-    """``--to-storage`` alone: the yanks and upload times go to the install's own SQLite."""
+def test_migrate_either_target_alone(tmp_path, pg_engine, aws_env):
+    """``--to-database`` alone (the files stay on the tree), then ``--to-storage`` alone (the
+    yanks and upload times go to the install's own SQLite): each node serves the same pages."""
     old = tmp_path / "old"
-    old_app, _ = _populate(old)
+    old_app, secret = _populate(old)
     before = _pages(old_app)
+    db_url = pg_engine.schema_url()
+    proc = _migrate(old, aws_env, "--to-database", db_url)
+    assert proc.returncode == 0, proc.stderr
+    assert "users: 2 (2 new)" in proc.stdout and "files:" not in proc.stdout
+    db_node = create_app(settings=_settings(tmp_path / "db-node", database_url=db_url,
+                                            packages_dir=str(old / "packages")))
+    assert _pages(db_node) == before
+    auth = db_node.extensions["pypi_repo"].auth
+    assert auth.authenticate("alice", PASSWORD, "127.0.0.1").username == "alice"
+    assert auth.authenticate("__token__", secret, "127.0.0.1").username == "alice"
+
     storage_url = f"s3://{BUCKET}/mig-{uuid.uuid4().hex[:10]}"
     proc = _migrate(old, aws_env, "--to-storage", storage_url)
     assert proc.returncode == 0, proc.stderr
-    assert "users:" not in proc.stdout
+    assert "users:" not in proc.stdout and "yanks: 1" in proc.stdout
     node = create_app(settings=_settings(tmp_path / "node", storage_url=storage_url,
                                          database_url=f"sqlite:///{old / 'data' / 'pypi_repo.sqlite3'}"))
     assert _pages(node) == before
 
 
-def test_migrate_refuses_bad_targets_with_one_line(tmp_path, aws_env, closed_port):
+def test_migrate_refuses_bad_targets_with_one_line(tmp_path, aws_env, closed_port, capsys, monkeypatch):
+    """Wrong URLs (exit 2) in-process through ``cli.main``; an unreachable bucket (exit 1) as a
+    real ``manage_repo.py`` run. Each: one line on stderr, no password in it."""
+    from pypi_repo.cli import main
+
     old = tmp_path / "old"
     for name in ("packages", "data", "logs"):
         (old / name).mkdir(parents=True)
-    cases = [
-        (("--to-storage", "s3://x/p"), {}, 2, "storage_url 's3://x/p'"),
-        (("--to-storage", "/srv/packages"), {}, 2, "expected s3://BUCKET/PREFIX"),
-        (("--to-database", "postgresql://u:secret@127.0.0.1:x/db"), {}, 2, "is not a number"),
-        ((), {}, 2, "give --to-database URL"),
-        (("--to-storage", f"s3://{BUCKET}/p"), {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port}"}, 1,
-         "unreachable"),
-    ]
-    for args, env, code, text in cases:
-        proc = _migrate(old, aws_env, *args, env=env)
-        assert proc.returncode == code, (args, proc.returncode, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and text in lines[0] and "secret" not in lines[0], (args, proc.stderr)
+    top = ["--packages-dir", str(old / "packages"), "--data-dir", str(old / "data"), "--logs-dir", str(old / "logs")]
+    for args, text in [
+        (("--to-storage", "s3://x/p"), "storage_url 's3://x/p'"),
+        (("--to-storage", "/srv/packages"), "expected s3://BUCKET/PREFIX"),
+        (("--to-database", "postgresql://u:secret@127.0.0.1:x/db"), "is not a number"),
+        ((), "give --to-database URL"),
+    ]:
+        assert main([*top, "migrate", *args]) == 2, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and text in lines[0] and "secret" not in lines[0], (args, lines)
+    proc = _migrate(old, aws_env, "--to-storage", f"s3://{BUCKET}/p",
+                    env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port}"})
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unreachable" in lines[0], proc.stderr
