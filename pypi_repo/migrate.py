@@ -87,7 +87,8 @@ def copy_database(src: SqlDatabase, dst: SqlDatabase, report: MigrationReport) -
             audit = _copy_audit(src, dst, tx)
             downloads = _copy_downloads(src, tx)
     except dst.IntegrityError as exc:
-        raise MigrationError(f"target database {dst.url}: a row conflicts with this install's ({exc}); "
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MigrationError(f"target database {dst.url}: a row conflicts with this install's ({reason}); "
                              f"nothing was written") from None
     report.counts["users"] = f"{len(users)} ({len(users) - len(known & {r[1] for r in users})} new)"
     report.counts["tokens"] = str(tokens)

@@ -21,6 +21,7 @@ from conftest import ROOT, client_env, run  # noqa: E402
 from distbuilder import make_sdist, make_wheel  # noqa: E402
 
 from pypi_repo import create_app
+from pypi_repo.auth import AuthService
 from pypi_repo.backends import open_database
 from pypi_repo.config import load_settings
 from pypi_repo.downloads import DownloadRecorder, database as downloads_db
@@ -185,9 +186,10 @@ def test_migrate_either_target_alone(tmp_path, pg_engine, aws_env):
     assert _pages(node) == before
 
 
-def test_migrate_refuses_bad_targets_with_one_line(tmp_path, aws_env, closed_port, capsys, monkeypatch):
-    """Wrong URLs (exit 2) in-process through ``cli.main``; an unreachable bucket (exit 1) as a
-    real ``manage_repo.py`` run. Each: one line on stderr, no password in it."""
+def test_migrate_refuses_bad_targets_with_one_line(tmp_path, aws_env, closed_port, capsys, pg_engine):
+    """Wrong URLs (exit 2) in-process through ``cli.main``; a target whose user "alice" is
+    another account (exit 1, nothing written); an unreachable bucket (exit 1) as a real
+    ``manage_repo.py`` run. Each: one line on stderr, no password in it."""
     from pypi_repo.cli import main
 
     old = tmp_path / "old"
@@ -203,6 +205,18 @@ def test_migrate_refuses_bad_targets_with_one_line(tmp_path, aws_env, closed_por
         assert main([*top, "migrate", *args]) == 2, args
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and text in lines[0] and "secret" not in lines[0], (args, lines)
+    source = AuthService(_settings(old), open_database("", old / "data"))
+    source.add_user("alice", PASSWORD)
+    source.db.close()
+    db_url = pg_engine.schema_url()
+    target = AuthService(_settings(tmp_path / "t"), open_database(db_url, tmp_path))
+    target.add_user("Alice", "another-password-1")
+    assert main([*top, "migrate", "--to-database", db_url]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "conflicts with this install's" in lines[0], lines
+    assert [u.name for u in target.list_users()] == ["Alice"]
+    target.db.close()
+
     proc = _migrate(old, aws_env, "--to-storage", f"s3://{BUCKET}/p",
                     env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port}"})
     assert proc.returncode == 1, proc.stderr
