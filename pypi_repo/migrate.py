@@ -26,7 +26,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .accounts import MIGRATIONS as ACCOUNT_MIGRATIONS, POSTGRES_MIGRATIONS as ACCOUNT_PG_MIGRATIONS
 from .auth_schema import migrations_for
@@ -171,8 +170,7 @@ def _copy_one(store: PackageStore, blob: S3BlobStore, entry: FileEntry, key: str
     return True
 
 
-def copy_files(store: PackageStore, blob: S3BlobStore, db: SqlDatabase, report: MigrationReport,
-               progress: Callable[[str], None] | None = None) -> None:
+def copy_files(store: PackageStore, blob: S3BlobStore, db: SqlDatabase, report: MigrationReport) -> None:
     """Every served file of the tree into the bucket, with its upload time and yank state in
     ``db`` (the database the bucket's nodes use); then every copied project's serial bumped."""
     ensure_schema(db)
@@ -186,8 +184,7 @@ def copy_files(store: PackageStore, blob: S3BlobStore, db: SqlDatabase, report: 
             if _copy_one(store, blob, entry, key):
                 copied += 1
                 size += entry.size
-                if progress is not None:
-                    progress(f"copied {blob.url}{key}")
+                log.info("copied %s%s (%d bytes, sha256 checked on read-back)", blob.url, key, entry.size)
             else:
                 skipped += 1
             etag = blob.stat(key).etag
@@ -229,13 +226,16 @@ def open_targets(to_database: str | None, to_storage: str | None, data_dir: Path
     db = None
     if to_database:
         db = open_database(to_database, data_dir)
-        db.check()
+        try:
+            db.check()
+        except BaseException:
+            db.close()
+            raise
     return db, blob
 
 
 def migrate(source_db: SqlDatabase, source_store: PackageStore, *, target_db: SqlDatabase | None,
-            target_blob: S3BlobStore | None, actor: str = "cli",
-            progress: Callable[[str], None] | None = None) -> MigrationReport:
+            target_blob: S3BlobStore | None, actor: str = "cli") -> MigrationReport:
     """Copy the database, then the files (see the module doc); audit the run on both ends."""
     if source_store.remote:
         raise MigrationError("migrate copies the local package tree: this install's storage_url is already a bucket")
@@ -246,7 +246,7 @@ def migrate(source_db: SqlDatabase, source_store: PackageStore, *, target_db: Sq
             raise MigrationError(f"--to-database {target_db.url} is this install's own database")
         copy_database(source_db, target_db, report)
     if target_blob is not None:
-        copy_files(source_store, target_blob, target_db or source_db, report, progress)
+        copy_files(source_store, target_blob, target_db or source_db, report)
     detail = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     record = (time.time(), actor, "migrate", (target_blob.url if target_blob else "") or "", "local", "ok",
               f"to {target_db.url if target_db else '-'}: {detail}"[:2000])
