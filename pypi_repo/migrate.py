@@ -150,15 +150,17 @@ def _read_back_sha256(blob: S3BlobStore, key: str) -> str:
 
 def _copy_one(store: PackageStore, blob: S3BlobStore, entry: FileEntry, key: str) -> bool:
     """Put one file unless it is there already; True if it was copied. Either way the target's
-    bytes are checked against the source's sha256."""
+    bytes are checked against the source's sha256 (an object another tool put there, without
+    our metadata, is read and hashed)."""
     digest = store.file_sha256(entry)
     try:
-        stored = blob.stored_sha256(key)
+        info = blob.stat(key)
     except FileNotFound:
-        stored = None
-    if stored == digest and blob.stat(key).size == entry.size:
-        return False
-    if stored is not None:
+        info = None
+    if info is not None:
+        stored = blob.stored_sha256(key) or _read_back_sha256(blob, key)
+        if stored == digest and info.size == entry.size:
+            return False
         raise MigrationError(f"{blob.url}{key} already holds other bytes (sha256 {stored}, "
                              f"here {digest}); not overwritten")
     with open(store.local_file(entry), "rb") as body:

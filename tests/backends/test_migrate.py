@@ -177,7 +177,14 @@ def test_migrate_either_target_alone(tmp_path, pg_engine, aws_env):
     assert auth.authenticate("alice", PASSWORD, "127.0.0.1").username == "alice"
     assert auth.authenticate("__token__", secret, "127.0.0.1").username == "alice"
 
-    storage_url = f"s3://{BUCKET}/mig-{uuid.uuid4().hex[:10]}"
+    prefix = f"mig-{uuid.uuid4().hex[:10]}"
+    storage_url = f"s3://{BUCKET}/{prefix}"
+    foreign = f"{prefix}/other-pkg/other_pkg-0.1-py3-none-any.whl"
+    aws_env.client().put_object(Bucket=BUCKET, Key=foreign, Body=b"not this wheel")  # another tool's
+    proc = _migrate(old, aws_env, "--to-storage", storage_url)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "other_pkg-0.1-py3-none-any.whl already holds other bytes" in proc.stderr
+    aws_env.client().delete_object(Bucket=BUCKET, Key=foreign)
     proc = _migrate(old, aws_env, "--to-storage", storage_url)
     assert proc.returncode == 0, proc.stderr
     assert "users:" not in proc.stdout and "yanks: 1" in proc.stdout
