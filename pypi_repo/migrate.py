@@ -148,8 +148,8 @@ def _read_back_sha256(blob: S3BlobStore, key: str) -> str:
     return digest.hexdigest()
 
 
-def _copy_one(store: PackageStore, blob: S3BlobStore, entry: FileEntry, key: str) -> bool:
-    """Put one file unless it is there already; True if it was copied. Either way the target's
+def _copy_one(store: PackageStore, blob: S3BlobStore, entry: FileEntry, key: str) -> tuple[bool, str]:
+    """Put one file unless it is there already: (copied?, the object's etag). Either way the target's
     bytes are checked against the source's sha256 (an object another tool put there, without
     our metadata, is read and hashed)."""
     digest = store.file_sha256(entry)
@@ -160,7 +160,7 @@ def _copy_one(store: PackageStore, blob: S3BlobStore, entry: FileEntry, key: str
     if info is not None:
         stored = blob.stored_sha256(key) or _read_back_sha256(blob, key)
         if stored == digest and info.size == entry.size:
-            return False
+            return False, info.etag
         raise MigrationError(f"{blob.url}{key} already holds other bytes (sha256 {stored}, "
                              f"here {digest}); not overwritten")
     with open(store.local_file(entry), "rb") as body:
@@ -169,45 +169,51 @@ def _copy_one(store: PackageStore, blob: S3BlobStore, entry: FileEntry, key: str
     if _read_back_sha256(blob, key) != digest:
         blob.delete(key)
         raise MigrationError(f"{blob.url}{key}: the bytes read back do not match sha256 {digest}; removed")
-    return True
+    return True, blob.stat(key).etag
 
 
 def copy_files(store: PackageStore, blob: S3BlobStore, db: SqlDatabase, report: MigrationReport) -> None:
-    """Every served file of the tree into the bucket, with its upload time and yank state in
-    ``db`` (the database the bucket's nodes use); then every copied project's serial bumped."""
+    """Every served file of the tree into the bucket; then, per project in one transaction, the
+    upload times and yank states in ``db`` (the database the bucket's nodes use) and the
+    project's serial bumped (running nodes re-list it)."""
     ensure_schema(db)
     db.migrate("s3_yanks", YANK_MIGRATIONS)
-    copied = skipped = yanks = size = 0
-    projects = []
+    copied = skipped = yanks = size = projects = 0
     for project, entries in store.iter_all():
-        projects.append(project)
+        projects += 1
+        etags = []
         for entry in entries:
             key = f"{entry.path.parent.name}/{entry.filename}"
-            if _copy_one(store, blob, entry, key):
+            was_copied, etag = _copy_one(store, blob, entry, key)
+            etags.append(etag)
+            if was_copied:
                 copied += 1
                 size += entry.size
                 log.info("copied %s%s (%d bytes, sha256 checked on read-back)", blob.url, key, entry.size)
             else:
                 skipped += 1
-            etag = blob.stat(key).etag
-            with db.transaction() as tx:
-                tx.execute("INSERT INTO s3_upload_times (project, filename, etag, upload_ns) VALUES (?, ?, ?, ?) "
-                           "ON CONFLICT (project, filename) DO UPDATE SET etag = excluded.etag, "
-                           "upload_ns = excluded.upload_ns", (project, entry.filename, etag, entry.mtime_ns))
-                if entry.yanked is None:
-                    tx.execute("DELETE FROM s3_yanks WHERE project = ? AND filename = ?", (project, entry.filename))
-                else:
-                    yanks += 1
-                    tx.execute("INSERT INTO s3_yanks (project, filename, reason) VALUES (?, ?, ?) ON CONFLICT "
-                               "(project, filename) DO UPDATE SET reason = excluded.reason",
-                               (project, entry.filename, entry.yanked))
-    with db.transaction() as tx:  # running nodes re-list what was copied
-        for project in projects:
+        yanks += sum(entry.yanked is not None for entry in entries)
+        with db.transaction() as tx:
+            for entry, etag in zip(entries, etags):
+                _record_file(tx, project, entry, etag)
             bump_serial(tx, project)
     report.counts["files"] = (f"{copied + skipped} verified by sha256 ({copied} copied, {size} bytes; "
                               f"{skipped} already there)")
-    report.counts["projects"] = str(len(projects))
+    report.counts["projects"] = str(projects)
     report.counts["yanks"] = str(yanks)
+
+
+def _record_file(tx, project: str, entry: FileEntry, etag: str) -> None:
+    """The tree's upload time (PEP 700) and yank state (PEP 592) of one copied file."""
+    tx.execute("INSERT INTO s3_upload_times (project, filename, etag, upload_ns) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (project, filename) DO UPDATE SET etag = excluded.etag, "
+               "upload_ns = excluded.upload_ns", (project, entry.filename, etag, entry.mtime_ns))
+    if entry.yanked is None:
+        tx.execute("DELETE FROM s3_yanks WHERE project = ? AND filename = ?", (project, entry.filename))
+    else:
+        tx.execute("INSERT INTO s3_yanks (project, filename, reason) VALUES (?, ?, ?) ON CONFLICT "
+                   "(project, filename) DO UPDATE SET reason = excluded.reason",
+                   (project, entry.filename, entry.yanked))
 
 
 def open_targets(to_database: str | None, to_storage: str | None, data_dir: Path,
