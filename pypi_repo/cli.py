@@ -300,6 +300,22 @@ def cmd_reindex(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Issue 14: this install (tree + SQLite) into the shared backends; see ``pypi_repo.migrate``."""
+    from .migrate import migrate, open_targets
+
+    target_db, blob = open_targets(args.to_database, args.to_storage, ctx.settings.data_dir,
+                                   ctx.settings.packages_dir)
+    try:
+        report = migrate(ctx.db, ctx.store, target_db=target_db, target_blob=blob, actor=ctx.actor)
+    finally:
+        if target_db is not None:
+            target_db.close()
+    for line in report.lines():
+        ctx.say(line)
+    return 0
+
+
 # ---------------------------------------------------------------- users and tokens
 def cmd_user_add(args: argparse.Namespace, ctx: CliContext) -> int:
     ctx.auth.add_user(args.name, _read_password(args), all_projects=args.all_projects,
@@ -489,6 +505,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, CommandRegistry]:
                               cmd_verify)
     registry.register_command("reindex", "rebuild all derived data (hashes, PEP 658 metadata)",
                               lambda p: None, cmd_reindex)
+    registry.register_command(
+        "migrate", "copy this install (tree + SQLite) into a shared database and/or bucket (idempotent)",
+        lambda p: (p.add_argument("--to-database", metavar="URL", help="postgresql://... (users, tokens, ...)"),
+                   p.add_argument("--to-storage", metavar="URL", help="s3://BUCKET/PREFIX (files, yanks)")),
+        cmd_migrate)
     _user_commands(registry)
     _token_commands(registry)
     registry.register_command("audit", "show the audit log",

@@ -39,14 +39,20 @@ from .errors import FileExists, FileNotFound, ProjectNotFound, UnsafePath
 from .storage import FileEntry, Fingerprint, PackageStore, StoredFile
 from .storewrite import PublishGuard, StoreWriter
 
-__all__ = ["S3PackageStore", "open_package_store", "check_storage_url", "YANK_MIGRATIONS"]
+__all__ = ["S3PackageStore", "open_package_store", "check_storage_url", "YANK_MIGRATIONS", "UPLOAD_TIME_META"]
 
 log = logging.getLogger(__name__)
 
 YANK_MIGRATIONS = (
     "CREATE TABLE s3_yanks (project TEXT NOT NULL, filename TEXT NOT NULL, reason TEXT NOT NULL, "
     "PRIMARY KEY (project, filename));",
+    # 2: upload times kept by ``manage_repo.py migrate`` (PEP 700 upload-time of the tree's
+    # file, not the copy's LastModified); used while the object's etag is the one recorded.
+    "CREATE TABLE s3_upload_times (project TEXT NOT NULL, filename TEXT NOT NULL, etag TEXT NOT NULL, "
+    "upload_ns BIGINT NOT NULL, PRIMARY KEY (project, filename));",
 )
+#: Object metadata with the original upload time (ns since the epoch) of a migrated file.
+UPLOAD_TIME_META = "upload-time-ns"
 MAX_CACHED_PROJECTS = 20000
 _SERIAL_FILE = "#serial"
 
@@ -128,6 +134,8 @@ class S3PackageStore(PackageStore):
             return cached[1]
         yanks = {row[0]: row[1] for row in self.db.query(
             "SELECT filename, reason FROM s3_yanks WHERE project = ?", (project,))}
+        kept = {row[0]: (row[1], int(row[2])) for row in self.db.query(
+            "SELECT filename, etag, upload_ns FROM s3_upload_times WHERE project = ?", (project,))}
         entries = []
         for info in self.blob.list(directory):
             try:
@@ -137,8 +145,10 @@ class S3PackageStore(PackageStore):
             if dist.name != project:
                 self._warn_once(f"{self.url}{info.key}", f"belongs to project {dist.name}, not {project}")
                 continue
+            etag, upload_ns = kept.get(info.name, ("", 0))
             entries.append(FileEntry(dist, self.files.path_for(info.key, info.etag), info.size,
-                                     info.mtime_ns, 0, yanks.get(info.name), etag=info.etag))
+                                     upload_ns if etag == info.etag else info.mtime_ns, 0,
+                                     yanks.get(info.name), etag=info.etag))
         with self._lock:
             if len(self._entries) >= MAX_CACHED_PROJECTS:
                 self._entries.clear()
@@ -263,10 +273,10 @@ class S3PackageStore(PackageStore):
         existing = self.projects().get(project)
         return Path(existing[0] if existing else project)
 
-    def _bump(self, project: str, sql: str | None = None, params: tuple = ()) -> None:
+    def _bump(self, project: str, sql: str | None = None, params: tuple = (), *more: str) -> None:
         with self.db.transaction() as tx:
-            if sql:
-                tx.execute(sql, params)
+            for statement in (sql, *more) if sql else ():
+                tx.execute(statement, params)
             bump_serial(tx, project)
 
     def store(self, dist: DistFile, source: BinaryIO, *, overwrite: bool = False, max_bytes: int | None = None,
@@ -342,7 +352,8 @@ class S3PackageStore(PackageStore):
     def remove(self, project: NormalizedName, filename: str) -> None:
         entry = self.entry(project, filename)
         self.blob.delete(self._key(entry))
-        self._bump(project, "DELETE FROM s3_yanks WHERE project = ? AND filename = ?", (project, filename))
+        self._bump(project, "DELETE FROM s3_yanks WHERE project = ? AND filename = ?", (project, filename),
+                   "DELETE FROM s3_upload_times WHERE project = ? AND filename = ?")
         log.info("removed %s%s", self.url, self._key(entry))
 
     def set_yanked(self, project: NormalizedName, filename: str, reason: str | None) -> None:

@@ -176,14 +176,15 @@ class S3BlobStore:
             return self.put_file(key, spool, digest.digest(), size, overwrite=overwrite)
 
     def put_file(self, key: str, body: BinaryIO, sha256: bytes, size: int, *,
-                 overwrite: bool = False) -> PutResult:
+                 overwrite: bool = False, metadata: Optional[dict[str, str]] = None) -> PutResult:
         """Send an already spooled and hashed file (``sha256``: the raw digest) as one
-        conditional ``PutObject``; the upload path spools once, not twice."""
+        conditional ``PutObject``; the upload path spools once, not twice. ``metadata``:
+        more ``x-amz-meta-*`` (``migrate`` keeps the original upload time)."""
         full = self._full(key)
         hexdigest = sha256.hex()
         args = {"Bucket": self.bucket, "Key": full, "Body": body, "ContentLength": size,
                 "ChecksumSHA256": base64.b64encode(sha256).decode(),
-                "Metadata": {SHA256_META: hexdigest}}
+                "Metadata": {**(metadata or {}), SHA256_META: hexdigest}}
         if not overwrite:
             args["IfNoneMatch"] = "*"
         with self._errors("put"):
