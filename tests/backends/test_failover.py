@@ -172,3 +172,32 @@ def test_killing_a_node_under_load_fails_no_get_and_leaves_no_half_upload(pg_eng
             nginx.stop()
         for node in nodes:
             node.stop()
+
+
+def test_an_upload_retried_after_a_node_died_between_put_and_serial_bump_is_listed(pg_engine, weed_engine, tmp_path):
+    """A node killed after its ``PutObject`` but before the serial bump leaves the object in
+    the bucket, unlisted (every node's listing is cached at the old serial). The client's
+    retry, with the same bytes, is answered 200 ("already stored"): it must also make the
+    file listed, on every node, not leave it invisible until some later write."""
+    from pypi_repo.backends.s3 import SHA256_META
+
+    prefix = f"orphan-{uuid.uuid4().hex[:8]}"
+    env = {"PYPI_REPO_DATABASE_URL": pg_engine.schema_url(),
+           "PYPI_REPO_STORAGE_URL": f"s3://{BUCKET}/{prefix}", **_aws(weed_engine)}
+    dirs = make_repo_dirs(tmp_path)
+    _manage(dirs, env, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+    first = make_wheel(tmp_path / "d1", "orphan", "1.0")
+    orphan = make_wheel(tmp_path / "d2", "orphan", "2.0")
+    node = start_server(dirs, env, workers=1)
+    try:
+        assert _slow_upload(node.url, first, 0.0) == 200
+        assert set(_listed(node.url, "orphan")) == {first.name}  # the listing is cached at this serial
+        # what the killed node left: the object with its sha256 metadata, and no serial bump
+        weed_engine.client().put_object(Bucket=BUCKET, Key=f"{prefix}/orphan/{orphan.name}", Body=orphan.read_bytes(),
+                                        Metadata={SHA256_META: hashlib.sha256(orphan.read_bytes()).hexdigest()})
+        assert _slow_upload(node.url, orphan, 0.0) == 200  # the client's retry: "already stored"
+        assert set(_listed(node.url, "orphan")) == {first.name, orphan.name}
+        assert _slow_upload(node.url, orphan, 0.0) == 200  # and again: still one file, still listed
+        assert set(_listed(node.url, "orphan")) == {first.name, orphan.name}
+    finally:
+        node.stop()
