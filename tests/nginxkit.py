@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NginxError", "Nginx", "kill_tree", "nginx_binary", "process_tree", "start_nginx"]
+__all__ = ["NginxError", "Nginx", "holds_file_under", "kill_tree", "nginx_binary", "process_tree", "start_nginx"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -176,3 +176,21 @@ def kill_tree(pid: int) -> list[int]:
         except ProcessLookupError:
             pass
     return tree
+
+
+def holds_file_under(pid: int, directory: Path) -> bool:
+    """Whether ``pid`` or a descendant has a file under ``directory`` open (also an unlinked
+    one: a node spools an upload it is receiving into an anonymous temp file there)."""
+    prefix = str(directory) + os.sep
+    for member in process_tree(pid):
+        try:
+            fds = list(Path(f"/proc/{member}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd).startswith(prefix):
+                    return True
+            except OSError:
+                continue
+    return False

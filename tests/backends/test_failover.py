@@ -3,7 +3,8 @@
 Three real Gunicorn nodes share one PostgreSQL and one SeaweedFS bucket; Debian's nginx runs
 ``deploy/pypi_repo.conf`` in front of them. Under a bounded load of project pages and wheel
 downloads, one node's whole process tree (master and workers) is killed with SIGKILL: no
-client GET fails (nginx retries them on the next node), uploads streamed through nginx
+client GET fails (nginx retries them on the next node) except, rarely, one whose headers
+the victim had sent but not its body (docs/scale-out.md), uploads streamed through nginx
 during the loss either succeed or fail with a retryable 502/503 (never retried by nginx),
 and afterwards every object in the bucket is listed, with its sha256, on every survivor.
 """
@@ -22,7 +23,7 @@ from urllib3 import encode_multipart_formdata
 
 from conftest import make_repo_dirs, start_server  # noqa: E402
 from distbuilder import make_wheel  # noqa: E402
-from nginxkit import kill_tree, start_nginx  # noqa: E402
+from nginxkit import holds_file_under, kill_tree, start_nginx  # noqa: E402
 
 from .conftest import BUCKET
 from .test_two_nodes_s3 import PASSWORD, _aws, _manage
@@ -84,6 +85,17 @@ def _load(url: str, wheel_url: str, wheel_bytes: bytes, stop: threading.Event, r
         results.append((ok, what, time.monotonic() - began))
 
 
+def _node_receiving_an_upload(nodes: list, timeout_s: float = 5.0):
+    """The node whose workers hold an upload's spool file (``data_dir/tmp``) open right now."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for node in nodes:
+            if holds_file_under(node.proc.pid, node.dirs["data"] / "tmp"):
+                return node
+        assert time.monotonic() < deadline, "no node received the uploads"
+        time.sleep(0.02)
+
+
 def _listed(base: str, project: str) -> dict[str, str]:
     resp = requests.get(f"{base}/simple/{project}/", headers=JSON, timeout=10)
     assert resp.status_code in (200, 404), resp.text
@@ -104,7 +116,7 @@ def test_killing_a_node_under_load_fails_no_get_and_leaves_no_half_upload(pg_eng
     try:
         for i, dirs in enumerate(all_dirs):
             nodes.append(start_server(dirs, {**env, "PYPI_REPO_PIDFILE": str(dirs["data"] / "master.pid")},
-                                      workers=2 if i == 0 else 1))
+                                      workers=2))
         nginx = start_nginx([n.port for n in nodes])
         wheel = make_wheel(tmp_path / "dist", "failnode", "1.0")
         status = _slow_upload(nginx.url, wheel, 0.0)
@@ -122,9 +134,9 @@ def test_killing_a_node_under_load_fails_no_get_and_leaves_no_half_upload(pg_eng
                    for w in uploads]
         for t in senders:
             t.start()
-        time.sleep(0.5)
-        victim = nodes[0]
+        victim = _node_receiving_an_upload(nodes)  # so one upload is surely cut by the loss
         killed = kill_tree(victim.proc.pid)
+        survivors_nodes = [n for n in nodes if n is not victim]
         victim.proc.wait(timeout=10)
         time.sleep(LOAD_S - KILL_AT_S)
         stop.set()
@@ -135,15 +147,27 @@ def test_killing_a_node_under_load_fails_no_get_and_leaves_no_half_upload(pg_eng
         slowest = max(s for _, _, s in results)
         print(f"\nfailover: killed {len(killed)} processes {killed}; {len(results)} GETs, {len(failed)} failed, "
               f"slowest {slowest:.2f} s; uploads {sorted(outcomes.values(), key=str)}")
+        if failed:
+            print("failed:", failed[:10], "\nnginx:", [line for line in nginx.error_log().splitlines()
+                                                    if "[error]" in line or "[warn]" in line][:20])
         assert len(killed) >= 3  # the master and both workers (and the warm-up child, if still running)
-        assert not failed, failed[:10]
+        assert 502 in outcomes.values(), outcomes  # the upload streaming to the victim: cut, not re-sent
+        # The one failure nginx cannot hide: a response whose headers had left the victim when
+        # it was killed, its body not (Gunicorn writes the two with separate sends, and nginx
+        # passes headers on at once). Seen in about 1 run of 10, once; it must be a GET cut on
+        # the victim, as nginx logs it. Any other failed GET fails the test.
+        cut = [what for what in failed if "IncompleteRead(0 bytes read" in what]
+        cut_on_victim = [line for line in nginx.error_log().splitlines()
+                         if "upstream prematurely closed connection while reading upstream" in line
+                         and '"GET ' in line and f"127.0.0.1:{victim.port}/" in line]
+        assert failed == cut and len(cut) <= len(cut_on_victim), (failed[:10], cut_on_victim)
         assert len(results) > 20
         assert set(outcomes) == {w.name for w in uploads}
         assert all(v in (200, 502, 503) for v in outcomes.values()), outcomes
         assert any(f" up=127.0.0.1:{victim.port}" in line for line in nginx.access_log())  # the victim had served
 
         # No half-stored or unlisted file: the bucket and every survivor's page agree, hashes included.
-        survivors = [nginx.url] + [n.url for n in nodes[1:]]
+        survivors = [nginx.url] + [n.url for n in survivors_nodes]
         objects = {o["Key"].rsplit("/", 1)[1]: o["Key"] for o in
                    weed_engine.client().list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/failnode/").get("Contents", [])}
         expected = {wheel.name} | {name for name, v in outcomes.items() if v == 200}
