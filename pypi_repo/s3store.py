@@ -283,7 +283,9 @@ class S3PackageStore(PackageStore):
               check=None, guard: PublishGuard | None = None) -> StoredFile:
         """Spool and hash on the node, ``check``, decide by the tree's identity rules, then one
         conditional put (of several nodes storing one name exactly one wins) and the serial
-        bump; if the bump fails the object is deleted again, so no file is stored unlisted."""
+        bump; if the bump fails the object is deleted again, so no file is stored unlisted.
+        An upload of bytes already stored bumps too: the client's retry after a node died
+        between its put and its bump (issue 14, failover) makes that object listed everywhere."""
         key = f"{self.target_dir(dist.name)}/{dist.filename}"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         tmp: Path | None = None
@@ -295,6 +297,7 @@ class S3PackageStore(PackageStore):
             if check is not None:
                 check(tmp, digest)
             if self._decide_s3(dist, digest, overwrite) == "identical":
+                self._bump(dist.name)  # the object may be one a node put and died before listing
                 return StoredFile(Path(key), digest, size, created=False)
             with guard(tmp, digest, size) if guard is not None else nullcontext():
                 with open(tmp, "rb") as body:
@@ -305,6 +308,8 @@ class S3PackageStore(PackageStore):
                     except BaseException:
                         self._delete_quietly(key)
                         raise
+                else:  # the same bytes were there already (a node died between its put and its bump)
+                    self._bump(dist.name)  # the retry lists them on every node
             if result.created and result.etag:
                 self._adopt_quietly(key, result.etag, tmp)
         except OSError as exc:

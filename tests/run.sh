@@ -8,10 +8,12 @@ if ! command -v python3 >/dev/null; then echo "tests/run.sh: python3 is required
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
-# A real browser for the UI tests, and systemd-analyze for the unit file (Debian packages).
+# A real browser for the UI tests, systemd-analyze for the unit file, nginx for the failover
+# test in front of several nodes (Debian packages).
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq

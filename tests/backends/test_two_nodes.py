@@ -100,6 +100,7 @@ def _downloads(server) -> int:
     return server.get("/stats").json()["downloads"]["total"]
 
 
+@pytest.mark.multinode
 def test_two_nodes_share_users_tokens_limits_and_counts_and_survive_a_database_outage(own_pg, tmp_path):
     url = own_pg.schema_url()
     for name in ("a", "b"):

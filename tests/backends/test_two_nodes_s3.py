@@ -88,6 +88,7 @@ def _start_unready(dirs, env: dict) -> LiveServer:
         time.sleep(0.1)
 
 
+@pytest.mark.multinode
 def test_two_nodes_share_one_bucket_uploads_yanks_removals_and_reindex(pg_engine, weed_engine, tmp_path):
     prefix = f"e2e-{uuid.uuid4().hex[:8]}"
     env = {"PYPI_REPO_DATABASE_URL": pg_engine.schema_url(),
