@@ -25,12 +25,11 @@ import tempfile
 import threading
 from contextlib import nullcontext
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from packaging.utils import NormalizedName, canonicalize_name
 
 from .backends import BackendConfigError, SqlDatabase, open_storage
-from .backends.s3 import S3BlobStore, make_client
 from .backends.serials import bump_serial, ensure_schema, project_serial, serials
 from .blobcache import FileCache
 from .distfiles import DIST_SUFFIXES, DistFile, check_basename, parse_distribution_filename
@@ -38,6 +37,9 @@ from .durable import raise_for_disk, unlink_quietly
 from .errors import FileExists, FileNotFound, ProjectNotFound, UnsafePath
 from .storage import FileEntry, Fingerprint, PackageStore, StoredFile
 from .storewrite import PublishGuard, StoreWriter
+
+if TYPE_CHECKING:  # boto3 costs ~80 ms at import: only an S3 deployment pays it
+    from .backends.s3 import S3BlobStore
 
 __all__ = ["S3PackageStore", "open_package_store", "check_storage_url", "YANK_MIGRATIONS", "UPLOAD_TIME_META"]
 
@@ -72,6 +74,8 @@ def open_package_store(settings, db: SqlDatabase) -> PackageStore:
     if not url:
         return PackageStore(settings.packages_dir)
     check_storage_url(settings)
+    from .backends.s3 import S3BlobStore, make_client
+
     cache = Path(settings.data_dir) / "s3cache"
     (cache / "spool").mkdir(parents=True, exist_ok=True)
     blob = open_storage(url, settings.packages_dir, spool_dir=cache / "spool")
