@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
-from .errors import StorageFull
+from .errors import StorageFull, UploadTooLarge
 
 __all__ = ["atomic_write_bytes", "fsync_dir", "raise_for_disk", "unlink_quietly", "locked_dir",
            "DISK_FULL_ERRNOS"]
@@ -28,6 +29,22 @@ def raise_for_disk(exc: OSError) -> None:
     if exc.errno in DISK_FULL_ERRNOS:
         raise StorageFull("not enough disk space to store the file") from None
     raise exc
+
+
+def copy_hashing(fd: int, source: BinaryIO, max_bytes: int | None, chunk: int = 1024 * 1024) -> tuple[str, int]:
+    """Stream ``source`` into the open file ``fd`` (closed after), hashing as it goes, then
+    fsync: (sha256 hex, size). Past ``max_bytes``: :class:`UploadTooLarge`."""
+    digest, size = hashlib.sha256(), 0
+    with os.fdopen(fd, "wb") as out:
+        while block := source.read(chunk):
+            size += len(block)
+            if max_bytes is not None and size > max_bytes:
+                raise UploadTooLarge(f"file is larger than the limit of {max_bytes} bytes")
+            digest.update(block)
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    return digest.hexdigest(), size
 
 
 def fsync_dir(path: Path) -> None:

@@ -33,10 +33,10 @@ from .backends import BackendConfigError, SqlDatabase, open_storage
 from .backends.serials import bump_serial, ensure_schema, project_serial, serials
 from .blobcache import FileCache
 from .distfiles import DIST_SUFFIXES, DistFile, check_basename, parse_distribution_filename
-from .durable import raise_for_disk, unlink_quietly
-from .errors import FileExists, FileNotFound, ProjectNotFound, UnsafePath
+from .durable import copy_hashing, raise_for_disk, unlink_quietly
+from .errors import FileNotFound, ProjectNotFound, UnsafePath
 from .storage import FileEntry, Fingerprint, PackageStore, StoredFile
-from .storewrite import PublishGuard, StoreWriter
+from .storewrite import PublishGuard, StoreWriter, decide_identity
 
 if TYPE_CHECKING:  # boto3 costs ~80 ms at import: only an S3 deployment pays it
     from .backends.s3 import S3BlobStore
@@ -297,7 +297,7 @@ class S3PackageStore(PackageStore):
             self.clean_stale_temp()
             fd, name = tempfile.mkstemp(dir=self.spool_dir, prefix=".upload-", suffix=".part")
             tmp = Path(name)
-            digest, size = self._copy_hashing(fd, source, max_bytes)
+            digest, size = copy_hashing(fd, source, max_bytes)
             if check is not None:
                 check(tmp, digest)
             if self._decide_s3(dist, digest, overwrite) == "identical":
@@ -343,20 +343,7 @@ class S3PackageStore(PackageStore):
             entries = self.scan_copies(dist.name, self.project_dirs(dist.name))
         except ProjectNotFound:
             return "new"
-        for entry in entries:
-            if entry.filename == dist.filename:
-                if self.file_sha256(entry) == digest:
-                    return "identical"
-                if overwrite:
-                    return "replace"
-                raise FileExists(f"File already exists: {dist.filename}")
-            if entry.dist.identity == dist.identity:
-                if dist.is_wheel:
-                    raise FileExists(f"File already exists: {entry.filename} is the same wheel "
-                                     f"(version {entry.dist.version}, same tags); use a new version")
-                raise FileExists(f"File already exists: only one sdist may be uploaded per release, "
-                                 f"and {entry.filename} is stored")
-        return "new"
+        return decide_identity(entries, dist, digest, overwrite, self.file_sha256) or "new"
 
     def remove(self, project: NormalizedName, filename: str) -> None:
         entry = self.entry(project, filename)

@@ -15,15 +15,19 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, ContextManager
+from typing import TYPE_CHECKING, BinaryIO, Callable, ContextManager, Iterable
 
 from packaging.utils import NormalizedName, canonicalize_name
 
 from .distfiles import DistFile
-from .durable import atomic_write_bytes, fsync_dir, locked_dir, raise_for_disk, unlink_quietly
-from .errors import Conflict, FileExists, UnsafePath, UploadTooLarge
+from .durable import atomic_write_bytes, copy_hashing, fsync_dir, locked_dir, raise_for_disk, unlink_quietly
+from .errors import Conflict, FileExists, UnsafePath
 
-__all__ = ["StoreWriter", "StoredFile", "sha256_file", "is_temp_name", "STALE_TEMP_S", "YANK_SUFFIX", "PublishGuard"]
+if TYPE_CHECKING:  # storage imports this module
+    from .storage import FileEntry
+
+__all__ = ["StoreWriter", "StoredFile", "sha256_file", "is_temp_name", "STALE_TEMP_S", "YANK_SUFFIX", "PublishGuard",
+           "decide_identity"]
 
 log = logging.getLogger("pypi_repo.storage")
 
@@ -59,6 +63,28 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def decide_identity(entries: Iterable[FileEntry], dist: DistFile, digest: str, overwrite: bool,
+                    sha256_of: Callable[[FileEntry], str]) -> str | None:
+    """The one release-identity rule of every store (issue 10, as Warehouse decides it):
+    "identical" or "replace" for the same file name, :class:`FileExists` for another file of
+    the same identity (wheel: name, version, build tag, tag set; sdist: one per release),
+    None when the identity is free."""
+    for entry in entries:
+        if entry.filename == dist.filename:
+            if sha256_of(entry) == digest:
+                return "identical"
+            if overwrite:
+                return "replace"
+            raise FileExists(f"File already exists: {dist.filename}")
+        if entry.dist.identity == dist.identity:
+            if dist.is_wheel:
+                raise FileExists(f"File already exists: {entry.filename} is the same wheel "
+                                 f"(version {entry.dist.version}, same tags); use a new version")
+            raise FileExists(f"File already exists: only one sdist may be uploaded per release, "
+                             f"and {entry.filename} is stored")
+    return None
 
 
 class StoreWriter:
@@ -130,7 +156,7 @@ class StoreWriter:
         tmp: Path | None = None
         try:
             fd, tmp = self._new_temp(directory)
-            digest, size = self._copy_hashing(fd, source, max_bytes)
+            digest, size = copy_hashing(fd, source, max_bytes, CHUNK)
             if check is not None:
                 check(tmp, digest)
             os.chmod(tmp, 0o644)
@@ -156,20 +182,9 @@ class StoreWriter:
     def _decide(self, directory: Path, dist: DistFile, final: Path, digest: str, overwrite: bool) -> str:
         """"new", "replace" or "identical"; :class:`FileExists` for any other same-identity file."""
         dirs = {directory, *(self.root / n for n in self.projects().get(dist.name, ()))}
-        for entry in self.scan_copies(dist.name, sorted(dirs)):
-            if entry.filename == dist.filename:
-                if sha256_file(entry.path) == digest:
-                    return "identical"
-                if overwrite:
-                    return "replace"
-                raise FileExists(f"File already exists: {dist.filename}")
-            if entry.dist.identity == dist.identity:
-                if dist.is_wheel:
-                    raise FileExists(f"File already exists: {entry.filename} is the same wheel "
-                                     f"(version {entry.dist.version}, same tags); use a new version")
-                raise FileExists(f"File already exists: only one sdist may be uploaded per release, "
-                                 f"and {entry.filename} is stored")
-        return "replace" if final.exists() else "new"
+        entries = self.scan_copies(dist.name, sorted(dirs))
+        decided = decide_identity(entries, dist, digest, overwrite, lambda e: sha256_file(e.path))
+        return decided or ("replace" if final.exists() else "new")
 
     @staticmethod
     def _publish(tmp: Path, final: Path, overwrite: bool) -> None:
@@ -190,21 +205,6 @@ class StoreWriter:
             os.replace(tmp, final)
             return
         unlink_quietly(tmp)
-
-    @staticmethod
-    def _copy_hashing(fd: int, source: BinaryIO, max_bytes: int | None) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            while chunk := source.read(CHUNK):
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise UploadTooLarge(f"file is larger than the limit of {max_bytes} bytes")
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        return digest.hexdigest(), size
 
     def clean_stale_temp(self, directory: Path | None = None, max_age_s: float = STALE_TEMP_S) -> list[Path]:
         """Remove temp files untouched for ``max_age_s`` (left by a killed upload); in one

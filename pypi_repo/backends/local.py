@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-from ..errors import FileExists, FileNotFound, StorageFull, UnsafePath, UploadTooLarge
+from ..durable import copy_hashing, fsync_dir
+from ..errors import FileExists, FileNotFound, StorageFull, UnsafePath
 from .errors import BackendUnavailable
 from .storage import CHUNK, BlobInfo, CheckHook, PutResult, check_key
 
@@ -46,14 +47,6 @@ class _RangeReader(io.RawIOBase):
     def close(self) -> None:
         self._fh.close()
         super().close()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _disk_error(exc: OSError) -> Exception:
@@ -170,7 +163,7 @@ class LocalBlobStore:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             for made in reversed(created_dirs):
-                _fsync_dir(made.parent)
+                fsync_dir(made.parent)
             return self._put_in(key, final, source, overwrite, max_bytes, check)
         except BaseException as exc:
             for made in created_dirs:  # a rejected first upload leaves no empty project
@@ -187,7 +180,7 @@ class LocalBlobStore:
         fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=".upload-", suffix=".part")
         tmp = Path(tmp_name)
         try:
-            digest, size = _copy_hashing(fd, source, max_bytes)
+            digest, size = copy_hashing(fd, source, max_bytes, CHUNK)
             if check is not None:
                 check(tmp, digest)
             os.chmod(tmp, 0o644)
@@ -195,7 +188,7 @@ class LocalBlobStore:
                 if _sha256_file(final) != digest:
                     raise FileExists(f"File already exists: {key}")
                 return PutResult(key, digest, size, created=False)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return PutResult(key, digest, size, created=True)
         finally:
             tmp.unlink(missing_ok=True)
@@ -206,21 +199,7 @@ class LocalBlobStore:
             os.unlink(path)
         except FileNotFoundError:
             return
-        _fsync_dir(path.parent)
-
-
-def _copy_hashing(fd: int, source: BinaryIO, max_bytes: Optional[int]) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with os.fdopen(fd, "wb") as out:
-        while chunk := source.read(CHUNK):
-            size += len(chunk)
-            if max_bytes is not None and size > max_bytes:
-                raise UploadTooLarge(f"file is larger than the limit of {max_bytes} bytes")
-            digest.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    return digest.hexdigest(), size
+        fsync_dir(path.parent)
 
 
 def _publish(tmp: Path, final: Path, overwrite: bool) -> bool:
